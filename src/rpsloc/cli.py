@@ -1,0 +1,160 @@
+"""The `rpsloc` command: generate the synthetic set, inspect stage outputs, evaluate anyone's
+score maps with the benchmark's protocol, check a checkpoint before a long run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from rpsloc.errors import RpslocError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return arguments.run(arguments)
+    except (RpslocError, FileNotFoundError) as error:
+        print(f"rpsloc: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpsloc", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    synth = commands.add_parser("synth", help="write the built-in synthetic dataset")
+    synth.add_argument("out", type=Path, help="folder to write (WSOL metadata layout)")
+    synth.add_argument("--train", type=int, default=64)
+    synth.add_argument("--val", type=int, default=32)
+    synth.add_argument("--test", type=int, default=32)
+    synth.add_argument("--classes", type=int, default=4)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--max-side", type=int, default=320)
+    synth.set_defaults(run=_synth)
+
+    inspect = commands.add_parser("inspect", help="print an HDF5 file's tree and attributes")
+    inspect.add_argument("file", type=Path)
+    inspect.add_argument("--values", type=int, default=4, help="values shown per dataset")
+    inspect.set_defaults(run=_inspect)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a folder of <image_id>.npy score maps like the WSOL benchmark")
+    evaluate.add_argument("--metadata", type=Path, required=True,
+                          help="one split's WSOL metadata folder")
+    evaluate.add_argument("--scoremaps", type=Path, required=True)
+    evaluate.add_argument("--contours", choices=["multi", "largest"], default="multi")
+    evaluate.add_argument("--cam-curve-interval", type=float, default=0.01)
+    evaluate.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70])
+    evaluate.add_argument("--mask-root", type=Path, default=None)
+    evaluate.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    evaluate.set_defaults(run=_evaluate)
+
+    weights = commands.add_parser("weights", help="checkpoint tools")
+    weights_commands = weights.add_subparsers(required=True, metavar="ACTION")
+    check = weights_commands.add_parser(
+        "check", help="load a checkpoint strictly and report what loaded")
+    check.add_argument("--backbone", required=True, help="architecture, e.g. resnet50")
+    check.add_argument("--checkpoint", type=Path, required=True)
+    check.add_argument("--format", default="auto", help="checkpoint format (default: detect)")
+    check.set_defaults(run=_weights_check)
+
+    summary = commands.add_parser("summary", help="print a dataset's summary table")
+    summary.add_argument("results", type=Path, help="results/<dataset> folder")
+    summary.set_defaults(run=_summary)
+    return parser
+
+
+def _synth(arguments: argparse.Namespace) -> int:
+    from rpsloc.synthetic import generate_synthetic_dataset
+
+    generate_synthetic_dataset(
+        arguments.out,
+        splits={"train": arguments.train, "val": arguments.val, "test": arguments.test},
+        n_classes=arguments.classes, seed=arguments.seed, max_side=arguments.max_side,
+    )
+    print(f"wrote the synthetic dataset to {arguments.out}")
+    return 0
+
+
+def _inspect(arguments: argparse.Namespace) -> int:
+    print(describe_h5(arguments.file, arguments.values))
+    return 0
+
+
+def describe_h5(path: Path, values: int = 4) -> str:
+    """The tree of an HDF5 file: groups, datasets with shape and dtype, attributes, a few
+    values. Works on incomplete files too (it says so), since inspecting them is the point."""
+    lines = [str(path)]
+    with h5py.File(path, "r") as handle:
+        if not handle.attrs.get("complete", False):
+            lines.append("  WARNING: no 'complete' mark: written by a run that did not finish")
+        lines += _attribute_lines(handle.attrs, "  ")
+
+        def visit(name: str, item: h5py.HLObject) -> None:
+            depth = "  " * (name.count("/") + 1)
+            if isinstance(item, h5py.Dataset):
+                lines.append(f"{depth}{name}: shape {item.shape}, dtype {item.dtype}"
+                             f"{_preview(item, values)}")
+            else:
+                lines.append(f"{depth}{name}/")
+            lines.extend(_attribute_lines(item.attrs, depth + "  "))
+
+        handle.visititems(visit)
+    return "\n".join(lines)
+
+
+def _attribute_lines(attrs: h5py.AttributeManager, indent: str) -> list[str]:
+    return [f"{indent}@{key} = {attrs[key]!r}" for key in sorted(attrs)]
+
+
+def _preview(dataset: h5py.Dataset, values: int) -> str:
+    if values <= 0 or dataset.size == 0:
+        return ""
+    flat = dataset[(0,) * (dataset.ndim - 1) + (slice(0, values),)] if dataset.ndim else dataset[()]
+    flat = np.atleast_1d(flat)
+    shown = [value.decode() if isinstance(value, bytes) else value for value in flat.tolist()]
+    return f", first values {shown}"
+
+
+def _evaluate(arguments: argparse.Namespace) -> int:
+    from rpsloc.io import write_json_atomic
+    from rpsloc.metrics import evaluate_scoremap_folder
+
+    result = evaluate_scoremap_folder(
+        metadata_dir=arguments.metadata, scoremap_dir=arguments.scoremaps,
+        contours=arguments.contours, interval=arguments.cam_curve_interval,
+        iou_thresholds=arguments.iou, mask_root=arguments.mask_root,
+    )
+    write_json_atomic(result, arguments.out)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def _weights_check(arguments: argparse.Namespace) -> int:
+    from rpsloc.backbones import check_checkpoint
+
+    report = check_checkpoint(arguments.checkpoint, arguments.backbone, arguments.format)
+    print(report.summary())
+    return 0
+
+
+def _summary(arguments: argparse.Namespace) -> int:
+    import pandas as pd
+
+    path = arguments.results / "summary.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no summary yet; run the workflow for this dataset")
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        print(pd.read_csv(path).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Metrics of one evaluation split's maps against its ground truth (METHOD.md section 3).
+
+Every number is labelled with the protocol that produced it:
+
+- `benchmark`: thresholds `np.arange(0, 1, interval)`, all contours, boxes clipped to W-1/H-1;
+  MaxBoxAccV2 is the mean of its MaxBoxAcc over the IoU thresholds.
+- `benchmark_largest`: the same with the largest contour only; MaxBoxAcc (v1) is its IoU-50 value.
+- `authors`: thresholds 0.01..0.99, largest contour, no clipping. The threshold is chosen on the
+  dataset's threshold split and applied to the others (see `authors_protocol`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from rpsloc.datasets import ImageRecord, read_manifest
+from rpsloc.errors import InputError
+from rpsloc.features import iter_eval_shards
+from rpsloc.io import open_h5, read_strings, write_csv_atomic, write_json_atomic
+from rpsloc.maps import score_map
+from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall
+from rpsloc.transforms import mask_to_crop
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    multi_contour: bool
+    clip_to_image: bool
+    first_threshold: int  # index into np.arange(0, 1, interval): the authors start at 0.01
+
+
+PROTOCOLS = (
+    Protocol("benchmark", multi_contour=True, clip_to_image=True, first_threshold=0),
+    Protocol("benchmark_largest", multi_contour=False, clip_to_image=True, first_threshold=0),
+    Protocol("authors", multi_contour=False, clip_to_image=False, first_threshold=1),
+)
+
+
+def thresholds(interval: float) -> np.ndarray:
+    """The benchmark's threshold grid (the exact floats of `np.arange`, as its code uses)."""
+    return np.arange(0, 1, interval)
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """A mask image as floats in [0, 1] (any 8-bit mode; 0/255 PNGs as the datasets ship them)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as error:
+        raise InputError(f"{path}: cannot read mask image ({error})") from error
+
+
+def crop_gt_mask(record: ImageRecord, image_size: int, crop_size: int) -> np.ndarray:
+    """Ground-truth mask in crop coordinates: 1 foreground, 0 background, 255 ignore; masks are
+    resized like the image and binarised at 0.5 (METHOD.md sections 1 and 3)."""
+    foreground = np.zeros((crop_size, crop_size), dtype=bool)
+    for path in record.mask_paths:
+        foreground |= mask_to_crop(load_mask(path), image_size, crop_size)
+    mask = foreground.astype(np.uint8)
+    if record.ignore_path is not None:
+        ignore = mask_to_crop(load_mask(record.ignore_path), image_size, crop_size)
+        mask[ignore & ~foreground] = 255
+    return mask
+
+
+def evaluate_split(
+    maps: str | Path,
+    eval_shards: Sequence[str | Path],
+    manifest: str | Path,
+    interval: float = 0.01,
+    iou_thresholds: Sequence[int] = (30, 50, 70),
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """BoxAcc per protocol, IoU and threshold (a tidy table) and the split's headline numbers."""
+    grid = thresholds(interval)
+    accumulators = {
+        protocol.name: BoxAccuracy(grid[protocol.first_threshold :], iou_thresholds,
+                                   multi_contour=protocol.multi_contour,
+                                   clip_to_image=protocol.clip_to_image)
+        for protocol in PROTOCOLS
+    }
+    records = {record.image_id: record for record in read_manifest(manifest)}
+    with_masks = any(record.mask_paths for record in records.values())
+    pixels = PixelPrecisionRecall(grid) if with_masks else None
+    with open_h5(maps) as handle:
+        map_ids = read_strings(handle["image_ids"])
+        activations = handle["maps"][()]
+        image_size = int(handle.attrs["image_size"])
+    position = 0
+    for shard in iter_eval_shards(eval_shards, with_features=False):
+        for image_id, boxes in zip(shard.image_ids, shard.boxes, strict=True):
+            if map_ids[position] != image_id:
+                raise InputError(f"{maps}: map {position} is for {map_ids[position]!r} but the "
+                                 f"features list {image_id!r} there")
+            scores = score_map(activations[position], shard.crop_size)
+            for accumulator in accumulators.values():
+                if len(boxes):
+                    accumulator.add(scores, boxes)
+            if pixels is not None and records[image_id].mask_paths:
+                pixels.add(scores, crop_gt_mask(records[image_id], image_size, shard.crop_size))
+            position += 1
+    if position != len(map_ids):
+        raise InputError(f"{maps}: holds {len(map_ids)} maps, the features {position} images")
+    table = pd.concat(
+        [_box_acc_table(name, accumulator, iou_thresholds)
+         for name, accumulator in accumulators.items()],
+        ignore_index=True,
+    )
+    summary = _headline(accumulators, iou_thresholds)
+    if pixels is not None:
+        summary["pxap"] = pixels.pxap()
+        summary["piou"] = pixels.piou()
+    return table, summary
+
+
+def _box_acc_table(protocol: str, accumulator: BoxAccuracy,
+                   iou_thresholds: Sequence[int]) -> pd.DataFrame:
+    rows = []
+    for iou, accuracies in zip(iou_thresholds, accumulator.box_acc(), strict=True):
+        for threshold, accuracy in zip(accumulator.thresholds, accuracies, strict=True):
+            rows.append({"protocol": protocol, "iou": iou, "threshold": round(float(threshold), 6),
+                         "box_acc": float(accuracy)})
+    return pd.DataFrame(rows)
+
+
+def _headline(accumulators: dict[str, BoxAccuracy], iou_thresholds: Sequence[int]
+              ) -> dict[str, Any]:
+    benchmark = accumulators["benchmark"]
+    summary: dict[str, Any] = {"n_images": benchmark.n_images}
+    if benchmark.n_images == 0:
+        return summary
+    summary["max_box_acc_v2"] = benchmark.max_box_acc_v2()
+    for iou, value in benchmark.max_box_acc().items():
+        summary[f"max_box_acc_{iou}"] = value
+    for iou, value in benchmark.best_thresholds().items():
+        summary[f"best_threshold_{iou}"] = value
+    if 50 in iou_thresholds:
+        summary["max_box_acc_v1"] = accumulators["benchmark_largest"].max_box_acc()[50]
+    return summary
+
+
+def write_split_metrics(maps: str | Path, eval_shards: Sequence[str | Path],
+                        manifest: str | Path, out_table: str | Path, out_summary: str | Path,
+                        interval: float = 0.01,
+                        iou_thresholds: Sequence[int] = (30, 50, 70)) -> None:
+    """The metrics stage: per-threshold table (CSV) and headline numbers (JSON) of one split."""
+    table, summary = evaluate_split(maps, eval_shards, manifest, interval, iou_thresholds)
+    write_csv_atomic(table, out_table)
+    write_json_atomic(summary, out_summary)
+
+
+def authors_protocol(threshold_split_table: pd.DataFrame, table: pd.DataFrame
+                     ) -> dict[str, float]:
+    """The authors' numbers: the threshold maximising mean BoxAcc over IoUs on the threshold
+    split (largest contour, no clip, 0.01..0.99), applied to `table`'s split."""
+    chosen = _authors_rows(threshold_split_table).groupby("threshold")["box_acc"].mean()
+    threshold = float(chosen.idxmax())
+    rows = _authors_rows(table)
+    at_threshold = rows[np.isclose(rows["threshold"], threshold)]
+    result = {"authors_threshold": threshold}
+    for iou, accuracy in zip(at_threshold["iou"], at_threshold["box_acc"], strict=True):
+        result[f"authors_box_acc_{iou}"] = float(accuracy)
+    result["authors_box_acc_mean"] = float(at_threshold["box_acc"].mean())
+    return result
+
+
+def _authors_rows(table: pd.DataFrame) -> pd.DataFrame:
+    rows = table[table["protocol"] == "authors"]
+    if rows.empty:
+        raise InputError("metrics table has no 'authors' protocol rows")
+    return rows

@@ -1,0 +1,291 @@
+"""The one backbone pass: features of one shard of one split, written to HDF5 (METHOD.md
+section 1; layout in docs/hdf5-layout.md).
+
+A training split keeps only what `w*` and its explanations need (per-image `a_n`, `b_n` and
+per-position norms); an evaluation split keeps per-position unit features and norms, so every
+map variant and baseline is computed later without running the backbone again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rpsloc import __version__
+from rpsloc.backbones import build_backbone
+from rpsloc.datasets import ImageRecord, read_manifest
+from rpsloc.io import atomic_h5, open_h5, read_strings, write_strings
+from rpsloc.transforms import boxes_to_crop, load_rgb, preprocess
+
+log = logging.getLogger(__name__)
+
+NORM_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class ImageStatistics:
+    """Per-image sufficient statistics of the training split (what the features stage stores)."""
+
+    mean_features: np.ndarray  # a_n, (N, C)
+    mean_unit_features: np.ndarray  # b_n, (N, C)
+    position_norms: np.ndarray  # ||f_n[p]||, (N, h, w)
+
+
+def unit_features(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split `(B, C, h, w)` features into L2-normalised features and their norms (eps-guarded)."""
+    norms = torch.linalg.vector_norm(features, dim=1)
+    return features / norms.clamp_min(NORM_EPS).unsqueeze(1), norms
+
+
+def image_statistics(features: torch.Tensor) -> ImageStatistics:
+    """`a_n`, `b_n` and per-position norms of a batch of `(B, C, h, w)` training features."""
+    features = features.double()
+    normalised, norms = unit_features(features)
+    return ImageStatistics(
+        mean_features=features.mean(dim=(2, 3)).cpu().numpy(),
+        mean_unit_features=normalised.mean(dim=(2, 3)).cpu().numpy(),
+        position_norms=norms.float().cpu().numpy(),
+    )
+
+
+
+TRAIN_ROLE = "train"
+EVAL_ROLE = "eval"
+
+
+def shard_count(n_images: int, shard_size: int) -> int:
+    """How many shards a split of `n_images` is cut into."""
+    return max(1, math.ceil(n_images / shard_size))
+
+
+def shard_records(records: Sequence[ImageRecord], shard: int, shard_size: int) -> list[ImageRecord]:
+    """The records of shard `shard` (manifest order), an error if the shard does not exist."""
+    count = shard_count(len(records), shard_size)
+    if not 0 <= shard < count:
+        raise ValueError(f"shard {shard} does not exist: {len(records)} images make {count} shards")
+    return list(records[shard * shard_size : (shard + 1) * shard_size])
+
+
+class _PreprocessedImages(torch.utils.data.Dataset):
+    """Decode and preprocess in DataLoader workers, so the backbone never waits on JPEGs."""
+
+    def __init__(self, records: Sequence[ImageRecord], image_size: int, crop_size: int):
+        self.records = records
+        self.image_size = image_size
+        self.crop_size = crop_size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = load_rgb(self.records[index].path)
+        return preprocess(image, self.image_size, self.crop_size)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def extract_shard(
+    manifest: str | Path,
+    role: str,
+    shard: int,
+    shard_size: int,
+    backbone_config: Mapping[str, Any],
+    image_size: int,
+    crop_size: int,
+    output_stride: int,
+    out: str | Path,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "auto",
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """Run the backbone over one shard of a manifest and write the role's features to `out`."""
+    if role not in (TRAIN_ROLE, EVAL_ROLE):
+        raise ValueError(f"role must be '{TRAIN_ROLE}' or '{EVAL_ROLE}', got {role!r}")
+    records = shard_records(read_manifest(manifest), shard, shard_size)
+    torch_device = resolve_device(device)
+    backbone = build_backbone(backbone_config, output_stride).to(torch_device)
+    on_cuda = torch_device.type == "cuda"
+    if on_cuda:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    loader = torch.utils.data.DataLoader(
+        _PreprocessedImages(records, image_size, crop_size),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=on_cuda,
+        shuffle=False,
+    )
+    attrs = {
+        "stage": "features",
+        "role": role,
+        "shard": shard,
+        "shard_size": shard_size,
+        "n_images": len(records),
+        "image_size": image_size,
+        "crop_size": crop_size,
+        "output_stride": output_stride,
+        "device": torch_device.type,
+        "precision": "bf16-autocast" if on_cuda else "fp32",
+        "rpsloc_version": __version__,
+        **{f"backbone_{key}": value for key, value in backbone.provenance.items()},
+        **(provenance or {}),
+    }
+    log.info("features: %d images of %s (shard %d) on %s", len(records), manifest, shard,
+             torch_device)
+    with atomic_h5(out, attrs) as handle:
+        write_strings(handle, "image_ids", [record.image_id for record in records])
+        handle.create_dataset("labels", data=np.array([r.label for r in records], dtype=np.int64))
+        if role == EVAL_ROLE:
+            _write_ground_truth(handle, records, image_size, crop_size)
+        writer = _TrainWriter(handle, len(records)) if role == TRAIN_ROLE else _EvalWriter(
+            handle, len(records))
+        start = 0
+        with torch.inference_mode():
+            for images in tqdm(loader, desc=f"features shard {shard}", unit="batch",
+                               mininterval=5):
+                images = images.to(torch_device, non_blocking=on_cuda)
+                if on_cuda:
+                    images = images.to(memory_format=torch.channels_last)
+                with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=on_cuda):
+                    features = backbone(images)
+                features = features.float()
+                _check_finite(features, records[start : start + len(images)])
+                writer.write(start, features)
+                start += len(images)
+        handle.attrs["feature_dim"] = int(features.shape[1])
+        handle.attrs["feature_height"] = int(features.shape[2])
+        handle.attrs["feature_width"] = int(features.shape[3])
+
+
+def _check_finite(features: torch.Tensor, records: Sequence[ImageRecord]) -> None:
+    finite = torch.isfinite(features).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = [records[i].image_id for i in torch.nonzero(~finite).flatten().tolist()]
+        raise ValueError(f"backbone produced non-finite features for images {bad[:5]}")
+
+
+def _write_ground_truth(handle: h5py.File, records: Sequence[ImageRecord], image_size: int,
+                        crop_size: int) -> None:
+    """Boxes in crop coordinates (METHOD.md section 1), flattened with per-image offsets."""
+    crop_boxes = [
+        boxes_to_crop(r.boxes, r.width, r.height, image_size, crop_size) for r in records
+    ]
+    counts = [len(boxes) for boxes in crop_boxes]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    flat = np.concatenate(crop_boxes).astype(np.int32) if sum(counts) else np.zeros((0, 4),
+                                                                                       np.int32)
+    boxes = handle.create_dataset("boxes", data=flat.reshape(-1, 4))
+    boxes.attrs["units"] = "pixels of the crop, x0 y0 x1 y1 inclusive"
+    handle.create_dataset("box_offsets", data=offsets)
+    handle.create_dataset(
+        "image_sizes", data=np.array([[r.width, r.height] for r in records], dtype=np.int32)
+    )
+
+
+class _TrainWriter:
+    """Writes a_n, b_n and per-position norms batch by batch (never the whole shard at once)."""
+
+    def __init__(self, handle: h5py.File, count: int):
+        self.handle = handle
+        self.count = count
+
+    def write(self, start: int, features: torch.Tensor) -> None:
+        statistics = image_statistics(features)
+        stop = start + len(features)
+        if "mean_features" not in self.handle:
+            channels, height, width = features.shape[1:]
+            self.handle.create_dataset("mean_features", (self.count, channels), np.float64)
+            self.handle.create_dataset("mean_unit_features", (self.count, channels), np.float64)
+            self.handle.create_dataset("position_norms", (self.count, height, width), np.float32)
+        self.handle["mean_features"][start:stop] = statistics.mean_features
+        self.handle["mean_unit_features"][start:stop] = statistics.mean_unit_features
+        self.handle["position_norms"][start:stop] = statistics.position_norms
+
+
+class _EvalWriter:
+    """Writes per-position unit features (float16, channels last) and their norms."""
+
+    def __init__(self, handle: h5py.File, count: int):
+        self.handle = handle
+        self.count = count
+
+    def write(self, start: int, features: torch.Tensor) -> None:
+        normalised, norms = unit_features(features)
+        stop = start + len(features)
+        if "unit_features" not in self.handle:
+            channels, height, width = features.shape[1:]
+            self.handle.create_dataset(
+                "unit_features", (self.count, height, width, channels), np.float16,
+                chunks=(1, height, width, channels),
+            )
+            self.handle.create_dataset("norms", (self.count, height, width), np.float32)
+        self.handle["unit_features"][start:stop] = (
+            normalised.permute(0, 2, 3, 1).to(torch.float16).cpu().numpy()
+        )
+        self.handle["norms"][start:stop] = norms.cpu().numpy()
+
+
+def read_training_statistics(
+    shards: Sequence[str | Path],
+) -> tuple[list[str], np.ndarray, ImageStatistics]:
+    """Concatenate the training statistics of all shards, in shard order."""
+    ids: list[str] = []
+    labels, means, unit_means, norms = [], [], [], []
+    for shard in shards:
+        with open_h5(shard) as handle:
+            if handle.attrs["role"] != TRAIN_ROLE:
+                raise ValueError(f"{shard}: expected training-split features, found role "
+                                 f"{handle.attrs['role']!r}")
+            ids += read_strings(handle["image_ids"])
+            labels.append(handle["labels"][()])
+            means.append(handle["mean_features"][()])
+            unit_means.append(handle["mean_unit_features"][()])
+            norms.append(handle["position_norms"][()])
+    statistics = ImageStatistics(np.concatenate(means), np.concatenate(unit_means),
+                                 np.concatenate(norms))
+    return ids, np.concatenate(labels), statistics
+
+
+@dataclass(frozen=True)
+class EvalShard:
+    """One evaluation shard in memory: what the maps and metrics stages read."""
+
+    image_ids: list[str]
+    labels: np.ndarray  # (n,)
+    unit_features: np.ndarray  # (n, h, w, C) float16
+    norms: np.ndarray  # (n, h, w)
+    boxes: list[np.ndarray]  # per image (k, 4), crop coordinates
+    crop_size: int
+
+
+def iter_eval_shards(shards: Sequence[str | Path], with_features: bool = True
+                     ) -> Iterator[EvalShard]:
+    """Yield evaluation shards one at a time, so memory holds one shard, never a split."""
+    for shard in shards:
+        with open_h5(shard) as handle:
+            if handle.attrs["role"] != EVAL_ROLE:
+                raise ValueError(f"{shard}: expected evaluation-split features, found role "
+                                 f"{handle.attrs['role']!r}")
+            offsets = handle["box_offsets"][()]
+            flat = handle["boxes"][()]
+            yield EvalShard(
+                image_ids=read_strings(handle["image_ids"]),
+                labels=handle["labels"][()],
+                unit_features=handle["unit_features"][()] if with_features else np.empty(0),
+                norms=handle["norms"][()],
+                boxes=[flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)],
+                crop_size=int(handle.attrs["crop_size"]),
+            )

@@ -1,0 +1,142 @@
+"""Atomic, self-describing stage outputs.
+
+Every file a stage writes is first written under a temporary name in the same folder and
+renamed when complete, so a killed run never leaves a file that looks finished. HDF5 files
+also carry `complete = True` as an attribute, which every reader checks (`open_h5`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from rpsloc.errors import IncompleteFileError
+
+COMPLETE = "complete"
+FORMAT_VERSION = 1
+
+
+def _temporary_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_sibling(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path, attrs: Mapping[str, Any]) -> Iterator[h5py.File]:
+    """Open a new HDF5 file for writing; on success mark it complete and move it into place.
+
+    `attrs` (provenance: backbone, checkpoint hash, sizes, config hash, ...) are written to the
+    root group; values that HDF5 cannot hold directly (dicts, lists) are stored as JSON text.
+    """
+    with atomic_path(path) as temporary:
+        with h5py.File(temporary, "w") as handle:
+            handle.attrs["format_version"] = FORMAT_VERSION
+            for key, value in attrs.items():
+                handle.attrs[key] = _attribute_value(value)
+            yield handle
+            handle.attrs[COMPLETE] = True
+
+
+def _attribute_value(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return ""
+    return value
+
+
+def open_h5(path: str | Path) -> h5py.File:
+    """Open a stage output for reading, refusing files a finished run did not write."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: expected a stage output here, found no file")
+    handle = h5py.File(path, "r")
+    if not handle.attrs.get(COMPLETE, False):
+        handle.close()
+        raise IncompleteFileError(
+            f"{path}: file has no '{COMPLETE}' mark, so the run that wrote it did not finish; "
+            "delete it and rerun (snakemake --rerun-incomplete)"
+        )
+    return handle
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """The root attributes of a complete stage output, as plain Python values."""
+    with open_h5(path) as handle:
+        return {key: _plain(value) for key, value in handle.attrs.items()}
+
+
+PROVENANCE_ATTRS = ("dataset", "backbone", "image_size", "crop_size", "output_stride",
+                    "feature_dim", "feature_height", "feature_width", "rpsloc_version")
+
+
+def provenance_attrs(path: str | Path) -> dict[str, Any]:
+    """The attributes a later stage copies from its input: dataset, backbone (name and every
+    `backbone_*` provenance key), sizes and version, so each file describes itself."""
+    return {key: value for key, value in read_attrs(path).items()
+            if key.startswith("backbone_") or key in PROVENANCE_ATTRS}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def write_strings(group: h5py.Group, name: str, values: list[str]) -> h5py.Dataset:
+    """Store a list of strings as variable-length UTF-8 (readable by h5py, h5dump, pandas)."""
+    return group.create_dataset(name, data=np.array(values, dtype=object),
+                                dtype=h5py.string_dtype("utf-8"))
+
+
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    return [value.decode() if isinstance(value, bytes) else value for value in dataset[()]]
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | Path, float_format: str = "%.6f") -> None:
+    """Write a table as CSV atomically, with a fixed float format so reruns are byte-identical."""
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, index=False, float_format=float_format, lineterminator="\n")
+
+
+def write_json_atomic(data: Mapping[str, Any], path: str | Path) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file, streamed, for provenance attributes of checkpoints and configs."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        while chunk := stream.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def config_hash(section: Mapping[str, Any]) -> str:
+    """A short, order-independent hash of a configuration section, written into outputs."""
+    text = json.dumps(section, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

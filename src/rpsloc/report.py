@@ -1,0 +1,168 @@
+"""Summary tables and figures from the metrics stage's files.
+
+`summary.csv` has one row per (backbone, map variant, evaluated split) of a dataset, with every
+number labelled by its protocol (see `rpsloc.evaluation`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rpsloc.boxes import threshold_boxes  # noqa: E402
+from rpsloc.datasets import read_manifest  # noqa: E402
+from rpsloc.evaluation import authors_protocol  # noqa: E402
+from rpsloc.features import iter_eval_shards  # noqa: E402
+from rpsloc.io import atomic_path, open_h5, read_attrs, read_strings, write_csv_atomic  # noqa: E402
+from rpsloc.maps import score_map  # noqa: E402
+from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD, load_rgb, preprocess  # noqa: E402
+
+SUMMARY_COLUMNS = [
+    "dataset", "backbone", "arch", "weights", "variant", "split", "n_images",
+    "max_box_acc_v2", "max_box_acc_30", "max_box_acc_50", "max_box_acc_70", "max_box_acc_v1",
+    "authors_threshold_split", "authors_threshold", "authors_box_acc_30", "authors_box_acc_50",
+    "authors_box_acc_70", "authors_box_acc_mean", "pxap", "piou",
+]
+PREDICTED_COLOUR = "#e6194b"
+GROUND_TRUTH_COLOUR = "#3cb44b"
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """Where one evaluated (backbone, variant, split) left its files."""
+
+    backbone: str
+    variant: str
+    split: str
+    maps: Path
+    table: Path
+    summary: Path
+
+
+def split_results(entries: Sequence[dict[str, str]]) -> list[SplitResult]:
+    """SplitResults from the workflow's plain dicts (backbone, variant, split and paths)."""
+    return [
+        SplitResult(entry["backbone"], entry["variant"], entry["split"], Path(entry["maps"]),
+                    Path(entry["table"]), Path(entry["summary"]))
+        for entry in entries
+    ]
+
+
+def summary_table(dataset: str, results: Sequence[SplitResult], threshold_split: str | None
+                  ) -> pd.DataFrame:
+    """One row per result; the authors' threshold comes from `threshold_split` of the same
+    backbone and variant (or from the split itself when there is none)."""
+    by_key = {(r.backbone, r.variant, r.split): r for r in results}
+    rows = []
+    for result in results:
+        headline = json.loads(result.summary.read_text())
+        attrs = read_attrs(result.maps)
+        chooser_split = threshold_split if (
+            result.backbone, result.variant, threshold_split) in by_key else result.split
+        chooser = by_key[(result.backbone, result.variant, chooser_split)]
+        row = {
+            "dataset": dataset,
+            "backbone": result.backbone,
+            "arch": attrs.get("backbone_arch", ""),
+            "weights": attrs.get("backbone_weights", ""),
+            "variant": result.variant,
+            "split": result.split,
+            **headline,
+        }
+        if headline.get("n_images", 0):
+            row["authors_threshold_split"] = chooser_split
+            row.update(authors_protocol(pd.read_csv(chooser.table), pd.read_csv(result.table)))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
+    return table[columns]
+
+
+def write_summary(dataset: str, results: Sequence[SplitResult], threshold_split: str | None,
+                  out: str | Path) -> pd.DataFrame:
+    table = summary_table(dataset, results, threshold_split)
+    write_csv_atomic(table, out, float_format="%.4f")
+    return table
+
+
+def plot_box_accuracy(results: Sequence[SplitResult], split: str, out: str | Path) -> None:
+    """BoxAcc (%) versus threshold per IoU, one line per backbone and variant (benchmark)."""
+    chosen = [r for r in results if r.split == split]
+    tables = {(r.backbone, r.variant): pd.read_csv(r.table) for r in chosen}
+    ious = sorted(next(iter(tables.values()))["iou"].unique()) if tables else []
+    figure, axes = plt.subplots(1, max(len(ious), 1), figsize=(4.2 * max(len(ious), 1), 3.6),
+                                sharey=True, squeeze=False)
+    for axis, iou in zip(axes[0], ious, strict=False):
+        for (backbone, variant), table in tables.items():
+            rows = table[(table["protocol"] == "benchmark") & (table["iou"] == iou)]
+            axis.plot(rows["threshold"], rows["box_acc"], label=f"{backbone} / {variant}")
+        axis.set_title(f"IoU >= {iou / 100:.1f} ({split})")
+        axis.set_xlabel("score-map threshold tau")
+        axis.set_ylim(0, 100)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("BoxAcc (% of images)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    _save(figure, out)
+
+
+def plot_overlays(maps: str | Path, summary: str | Path, eval_shard: str | Path,
+                  manifest: str | Path, out: str | Path, count: int = 8) -> None:
+    """The first images of a split: heatmap, predicted boxes at the best IoU-50 threshold of
+    the benchmark protocol (red), and ground-truth boxes (green)."""
+    threshold = float(json.loads(Path(summary).read_text()).get("best_threshold_50", 0.5))
+    records = {record.image_id: record for record in read_manifest(manifest)}
+    with open_h5(maps) as handle:
+        position = {image_id: i for i, image_id in enumerate(read_strings(handle["image_ids"]))}
+        activations = handle["maps"][()]
+        image_size = int(handle.attrs["image_size"])
+        label = f"{handle.attrs['backbone']} / {handle.attrs['variant']}"
+    shard = next(iter_eval_shards([eval_shard], with_features=False))
+    count = min(count, len(shard.image_ids))
+    columns = max(1, min(count, 4))
+    rows = max(1, int(np.ceil(count / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for index, axis in zip(range(count), axes.flat, strict=False):
+        image_id = shard.image_ids[index]
+        picture = preprocess(load_rgb(records[image_id].path), image_size, shard.crop_size)
+        scores = score_map(activations[position[image_id]], shard.crop_size)
+        axis.imshow(_unnormalise(picture))
+        axis.imshow(scores, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        for box in threshold_boxes(scores, np.array([threshold]), multi_contour=True)[0]:
+            _draw_box(axis, box, PREDICTED_COLOUR)
+        for box in shard.boxes[index]:
+            _draw_box(axis, box, GROUND_TRUTH_COLOUR)
+        axis.set_title(image_id, fontsize=7)
+    figure.suptitle(f"{label}: predicted (red) and ground-truth (green) boxes at "
+                    f"tau = {threshold:.2f}", fontsize=9)
+    _save(figure, out)
+
+
+def _unnormalise(picture) -> np.ndarray:
+    mean = np.array(IMAGENET_MEAN)[:, None, None]
+    std = np.array(IMAGENET_STD)[:, None, None]
+    return np.clip(picture.numpy() * std + mean, 0, 1).transpose(1, 2, 0)
+
+
+def _draw_box(axis, box: np.ndarray, colour: str) -> None:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    axis.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
+                                 linewidth=1.8))
+
+
+def _save(figure, out: str | Path) -> None:
+    """Save a figure atomically as PNG (fixed metadata, so reruns write the same bytes)."""
+    figure.tight_layout()
+    with atomic_path(out) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, metadata={"Software": None})
+    plt.close(figure)

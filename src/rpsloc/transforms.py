@@ -1,0 +1,122 @@
+"""Image and box preprocessing: RGB loading, resize + centre crop, boxes and masks to crop
+coordinates (METHOD.md section 1, docs/architecture.md "Images")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rpsloc.errors import InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Modes holding one integer channel wider than 8 bits (16-bit PNG and TIFF greyscale).
+_WIDE_INTEGER_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open `path`, decode it fully and return it as an 8-bit RGB image.
+
+    Greyscale, palette, RGBA/LA (alpha dropped, colours kept), CMYK and the other Pillow modes
+    convert with Pillow's rules. 16-bit greyscale ('I;16*', and 'I' as Pillow opens 16-bit PNGs)
+    is scaled to 8 bits by value / 257 (rounded), not clipped; 'I' values are taken in
+    [0, 65535]. EXIF orientation is deliberately NOT applied: benchmark boxes and masks are given
+    in the stored pixel grid, so rotating the pixels would misalign them.
+    Raises InputError naming the path if the file is missing, not an image, or truncated.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _to_rgb(image, path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        if isinstance(error, InputError):
+            raise
+        raise InputError(f"{path}: cannot read as an image ({error})") from error
+
+
+def _to_rgb(image: Image.Image, path: Path | str = "<image>") -> Image.Image:
+    """Convert a decoded image of any Pillow mode to 8-bit RGB (see `load_rgb`)."""
+    if image.mode == "RGB":
+        return image.copy()
+    if image.mode in _WIDE_INTEGER_MODES:
+        values = np.asarray(image).astype(np.float64)
+        scaled = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled).convert("RGB")
+    if image.mode == "F":
+        values = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return Image.fromarray(values).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError as error:
+        raise InputError(f"{path}: cannot convert image mode {image.mode!r} to RGB") from error
+
+
+def center_crop_offset(size: int, crop: int) -> int:
+    """Pixel offset of the centre crop: round((size - crop) / 2), half to even, as torchvision's
+    CenterCrop does. Exact when size - crop is even (every default setting in METHOD.md)."""
+    if crop < 1 or size < crop:
+        raise ValueError(f"expected 1 <= crop <= size, found size={size}, crop={crop}")
+    return int(round((size - crop) / 2))
+
+
+def preprocess(image: Image.Image, size: int, crop: int) -> torch.Tensor:
+    """Bilinear resize of the whole image to (size, size), centre crop, /255, ImageNet
+    normalisation; a (3, crop, crop) float32 tensor (METHOD.md section 1).
+
+    The crop offset is `center_crop_offset(size, crop)`; when size - crop is odd it is the
+    rounded value of the (size - crop) / 2 used by `boxes_to_crop`.
+    """
+    offset = center_crop_offset(size, crop)
+    rgb = image if image.mode == "RGB" else _to_rgb(image)
+    resized = rgb.resize((size, size), Image.BILINEAR)
+    cropped = resized.crop((offset, offset, offset + crop, offset + crop))
+    array = np.asarray(cropped, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
+    return tensor.sub_(mean).div_(std).contiguous()
+
+
+def boxes_to_crop(boxes: np.ndarray, width: int, height: int, size: int, crop: int) -> np.ndarray:
+    """Boxes (k, 4) `x0, y0, x1, y1` in original pixels -> crop pixels, int64 (METHOD.md 1).
+
+    s_x = size/width, o = (size - crop)/2, x0' = clip(round(x0 s_x - o), 0, crop-1),
+    x1' = clip(round(x1 s_x - o), x0', crop-1); the same for y. Rounding is np.round (half to
+    even).
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"expected a positive image size, found width={width}, height={height}")
+    if crop < 1 or size < crop:
+        raise ValueError(f"expected 1 <= crop <= size, found size={size}, crop={crop}")
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise ValueError(f"expected boxes of shape (k, 4), found {array.shape}")
+    offset = (size - crop) / 2
+    scale = np.array([size / width, size / height, size / width, size / height])
+    moved = np.round(array * scale - offset)
+    x0 = np.clip(moved[:, 0], 0, crop - 1)
+    y0 = np.clip(moved[:, 1], 0, crop - 1)
+    x1 = np.clip(moved[:, 2], x0, crop - 1)
+    y1 = np.clip(moved[:, 3], y0, crop - 1)
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+def mask_to_crop(mask: np.ndarray, size: int, crop: int) -> np.ndarray:
+    """Resize a (H, W) mask like the image (bilinear on float 0/1), centre crop, binarise at
+    >= 0.5; a (crop, crop) bool array. Any non-zero value counts as foreground, so split an
+    ignore value (255) off before calling."""
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise ValueError(f"expected a (H, W) mask, found shape {array.shape}")
+    offset = center_crop_offset(size, crop)
+    values = Image.fromarray((array != 0).astype(np.float32))
+    resized = values.resize((size, size), Image.BILINEAR)
+    cropped = resized.crop((offset, offset, offset + crop, offset + crop))
+    return np.asarray(cropped, dtype=np.float32) >= 0.5

@@ -1,0 +1,45 @@
+"""Atomic, self-describing outputs: a half-written file never looks finished."""
+
+import h5py
+import numpy as np
+import pytest
+
+from rpsloc.errors import IncompleteFileError
+from rpsloc.io import atomic_h5, open_h5, read_attrs, write_csv_atomic
+
+
+def test_a_finished_file_is_marked_complete_with_its_provenance(tmp_path):
+    path = tmp_path / "out.h5"
+    with atomic_h5(path, {"backbone": "resnet50", "sizes": [224, 224]}) as handle:
+        handle["x"] = np.arange(3)
+    attrs = read_attrs(path)
+    assert attrs["complete"] is True
+    assert attrs["backbone"] == "resnet50"
+    assert attrs["sizes"] == "[224, 224]"
+
+
+def test_a_failed_write_leaves_no_file_behind(tmp_path):
+    path = tmp_path / "out.h5"
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_h5(path, {}) as handle:
+            handle["x"] = np.arange(3)
+            raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_without_the_completeness_mark_is_refused_by_name(tmp_path):
+    path = tmp_path / "partial.h5"
+    with h5py.File(path, "w") as handle:
+        handle["x"] = np.arange(3)
+    with pytest.raises(IncompleteFileError, match="partial.h5"):
+        open_h5(path)
+
+
+def test_csv_tables_are_written_byte_identically(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame({"a": [1.0 / 3, 2.0], "b": ["x", "y"]})
+    write_csv_atomic(table, tmp_path / "one.csv")
+    write_csv_atomic(table, tmp_path / "two.csv")
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    assert (tmp_path / "one.csv").read_text() == "a,b\n0.333333,x\n2.000000,y\n"

@@ -1,0 +1,29 @@
+import torch
+
+from rpsloc.features import extract_shard
+from rpsloc.io import config_hash
+from rpsloc.logging import to_log
+
+with to_log(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    settings = snakemake.config["features"]
+    extract_shard(
+        manifest=snakemake.input.manifest,
+        role=snakemake.params.role,
+        shard=int(snakemake.wildcards.shard),
+        shard_size=snakemake.params.shard_size,
+        backbone_config=snakemake.params.backbone,
+        image_size=snakemake.params.image_size,
+        crop_size=snakemake.params.crop_size,
+        output_stride=snakemake.params.output_stride,
+        out=snakemake.output[0],
+        batch_size=settings["batch_size"],
+        num_workers=settings["num_workers"],
+        device=settings["device"],
+        provenance={
+            "dataset": snakemake.wildcards.dataset,
+            "split": snakemake.wildcards.split,
+            "backbone": snakemake.wildcards.backbone,
+            "config_hash": config_hash(dict(snakemake.params.items())),
+        },
+    )
