@@ -113,9 +113,7 @@ def test_random_init_follows_torchvision_kaiming_fan_out_and_unit_batchnorm(resn
     assert torch.equal(model.layer1[0].bn3.bias, torch.zeros(256))
 
 
-@pytest.mark.parametrize(
-    ("arch", "output_stride"), [("resnet50", 4), ("ccam", 32), ("vgg16", 16)]
-)
+@pytest.mark.parametrize(("arch", "output_stride"), [("resnet50", 4), ("ccam", 32), ("vgg16", 16)])
 def test_unsupported_output_stride_is_refused(arch, output_stride):
     with pytest.raises(InputError, match="output_stride must be one of"):
         build_backbone(random_config(arch), output_stride)

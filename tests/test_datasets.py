@@ -89,9 +89,9 @@ def test_openimages_mask_paths_are_relative_to_the_mask_root(wsol_metadata):
 
 
 def test_parsing_the_50000_ilsvrc_test_images_takes_under_two_seconds(wsol_metadata):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to other processes sharing the machine
     wsol_records(wsol_metadata / "ILSVRC/test", Path("/images"), check_files=False)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 # ----------------------------------------------------------------------------- a tiny split

@@ -163,6 +163,11 @@ def test_a_cmyk_tiff_loads_as_rgb(tmp_path):
     assert _pixel(tmp_path / "cmyk.tif") == (255, 0, 255)
 
 
+def test_a_cielab_tiff_is_colour_converted_not_copied_channel_by_channel(tmp_path):
+    Image.new("LAB", (4, 4), (255, 128, 128)).save(tmp_path / "lab.tif")  # L=100, a=b=0: white
+    assert all(v >= 250 for v in _pixel(tmp_path / "lab.tif"))
+
+
 def test_a_palette_png_loads_with_the_palette_colour(tmp_path):
     image = Image.new("P", (4, 4), 1)
     image.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)

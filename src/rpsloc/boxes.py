@@ -85,7 +85,7 @@ def _boxes_per_level(
     counts_at_or_below = np.cumsum(np.bincount(image.ravel(), minlength=256))
     n_above = image.size - counts_at_or_below[np.clip(levels, 0, 255)]
     n_above[levels < 0] = image.size
-    distinct, first, index = np.unique(n_above, return_index=True, return_inverse=True)
+    _, first, index = np.unique(n_above, return_index=True, return_inverse=True)
     boxes = []
     for level in levels[first]:
         # THRESH_BINARY: 1 where image > level, as `image > level` (levels < 0 keep every pixel).

@@ -45,9 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=_inspect)
 
     evaluate = commands.add_parser(
-        "evaluate", help="evaluate a folder of <image_id>.npy score maps like the WSOL benchmark")
-    evaluate.add_argument("--metadata", type=Path, required=True,
-                          help="one split's WSOL metadata folder")
+        "evaluate", help="evaluate a folder of <image_id>.npy score maps like the WSOL benchmark"
+    )
+    evaluate.add_argument(
+        "--metadata", type=Path, required=True, help="one split's WSOL metadata folder"
+    )
     evaluate.add_argument("--scoremaps", type=Path, required=True)
     evaluate.add_argument("--contours", choices=["multi", "largest"], default="multi")
     evaluate.add_argument("--cam-curve-interval", type=float, default=0.01)
@@ -59,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", help="checkpoint tools")
     weights_commands = weights.add_subparsers(required=True, metavar="ACTION")
     check = weights_commands.add_parser(
-        "check", help="load a checkpoint strictly and report what loaded")
+        "check", help="load a checkpoint strictly and report what loaded"
+    )
     check.add_argument("--backbone", required=True, help="architecture, e.g. resnet50")
     check.add_argument("--checkpoint", type=Path, required=True)
     check.add_argument("--format", default="auto", help="checkpoint format (default: detect)")
@@ -77,7 +80,9 @@ def _synth(arguments: argparse.Namespace) -> int:
     generate_synthetic_dataset(
         arguments.out,
         splits={"train": arguments.train, "val": arguments.val, "test": arguments.test},
-        n_classes=arguments.classes, seed=arguments.seed, max_side=arguments.max_side,
+        n_classes=arguments.classes,
+        seed=arguments.seed,
+        max_side=arguments.max_side,
     )
     print(f"wrote the synthetic dataset to {arguments.out}")
     return 0
@@ -100,8 +105,9 @@ def describe_h5(path: Path, values: int = 4) -> str:
         def visit(name: str, item: h5py.HLObject) -> None:
             depth = "  " * (name.count("/") + 1)
             if isinstance(item, h5py.Dataset):
-                lines.append(f"{depth}{name}: shape {item.shape}, dtype {item.dtype}"
-                             f"{_preview(item, values)}")
+                lines.append(
+                    f"{depth}{name}: shape {item.shape}, dtype {item.dtype}{_preview(item, values)}"
+                )
             else:
                 lines.append(f"{depth}{name}/")
             lines.extend(_attribute_lines(item.attrs, depth + "  "))
@@ -128,9 +134,12 @@ def _evaluate(arguments: argparse.Namespace) -> int:
     from rpsloc.metrics import evaluate_scoremap_folder
 
     result = evaluate_scoremap_folder(
-        metadata_dir=arguments.metadata, scoremap_dir=arguments.scoremaps,
-        contours=arguments.contours, interval=arguments.cam_curve_interval,
-        iou_thresholds=arguments.iou, mask_root=arguments.mask_root,
+        metadata_dir=arguments.metadata,
+        scoremap_dir=arguments.scoremaps,
+        contours=arguments.contours,
+        interval=arguments.cam_curve_interval,
+        iou_thresholds=arguments.iou,
+        mask_root=arguments.mask_root,
     )
     write_json_atomic(result, arguments.out)
     print(json.dumps(result, indent=2, sort_keys=True))

@@ -81,9 +81,12 @@ def evaluate_split(
     """BoxAcc per protocol, IoU and threshold (a tidy table) and the split's headline numbers."""
     grid = thresholds(interval)
     accumulators = {
-        protocol.name: BoxAccuracy(grid[protocol.first_threshold :], iou_thresholds,
-                                   multi_contour=protocol.multi_contour,
-                                   clip_to_image=protocol.clip_to_image)
+        protocol.name: BoxAccuracy(
+            grid[protocol.first_threshold :],
+            iou_thresholds,
+            multi_contour=protocol.multi_contour,
+            clip_to_image=protocol.clip_to_image,
+        )
         for protocol in PROTOCOLS
     }
     records = {record.image_id: record for record in read_manifest(manifest)}
@@ -97,8 +100,10 @@ def evaluate_split(
     for shard in iter_eval_shards(eval_shards, with_features=False):
         for image_id, boxes in zip(shard.image_ids, shard.boxes, strict=True):
             if map_ids[position] != image_id:
-                raise InputError(f"{maps}: map {position} is for {map_ids[position]!r} but the "
-                                 f"features list {image_id!r} there")
+                raise InputError(
+                    f"{maps}: map {position} is for {map_ids[position]!r} but the "
+                    f"features list {image_id!r} there"
+                )
             scores = score_map(activations[position], shard.crop_size)
             for accumulator in accumulators.values():
                 if len(boxes):
@@ -109,8 +114,10 @@ def evaluate_split(
     if position != len(map_ids):
         raise InputError(f"{maps}: holds {len(map_ids)} maps, the features {position} images")
     table = pd.concat(
-        [_box_acc_table(name, accumulator, iou_thresholds)
-         for name, accumulator in accumulators.items()],
+        [
+            _box_acc_table(name, accumulator, iou_thresholds)
+            for name, accumulator in accumulators.items()
+        ],
         ignore_index=True,
     )
     summary = _headline(accumulators, iou_thresholds)
@@ -120,18 +127,26 @@ def evaluate_split(
     return table, summary
 
 
-def _box_acc_table(protocol: str, accumulator: BoxAccuracy,
-                   iou_thresholds: Sequence[int]) -> pd.DataFrame:
+def _box_acc_table(
+    protocol: str, accumulator: BoxAccuracy, iou_thresholds: Sequence[int]
+) -> pd.DataFrame:
     rows = []
     for iou, accuracies in zip(iou_thresholds, accumulator.box_acc(), strict=True):
         for threshold, accuracy in zip(accumulator.thresholds, accuracies, strict=True):
-            rows.append({"protocol": protocol, "iou": iou, "threshold": round(float(threshold), 6),
-                         "box_acc": float(accuracy)})
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "iou": iou,
+                    "threshold": round(float(threshold), 6),
+                    "box_acc": float(accuracy),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def _headline(accumulators: dict[str, BoxAccuracy], iou_thresholds: Sequence[int]
-              ) -> dict[str, Any]:
+def _headline(
+    accumulators: dict[str, BoxAccuracy], iou_thresholds: Sequence[int]
+) -> dict[str, Any]:
     benchmark = accumulators["benchmark"]
     summary: dict[str, Any] = {"n_images": benchmark.n_images}
     if benchmark.n_images == 0:
@@ -146,18 +161,22 @@ def _headline(accumulators: dict[str, BoxAccuracy], iou_thresholds: Sequence[int
     return summary
 
 
-def write_split_metrics(maps: str | Path, eval_shards: Sequence[str | Path],
-                        manifest: str | Path, out_table: str | Path, out_summary: str | Path,
-                        interval: float = 0.01,
-                        iou_thresholds: Sequence[int] = (30, 50, 70)) -> None:
+def write_split_metrics(
+    maps: str | Path,
+    eval_shards: Sequence[str | Path],
+    manifest: str | Path,
+    out_table: str | Path,
+    out_summary: str | Path,
+    interval: float = 0.01,
+    iou_thresholds: Sequence[int] = (30, 50, 70),
+) -> None:
     """The metrics stage: per-threshold table (CSV) and headline numbers (JSON) of one split."""
     table, summary = evaluate_split(maps, eval_shards, manifest, interval, iou_thresholds)
     write_csv_atomic(table, out_table)
     write_json_atomic(summary, out_summary)
 
 
-def authors_protocol(threshold_split_table: pd.DataFrame, table: pd.DataFrame
-                     ) -> dict[str, float]:
+def authors_protocol(threshold_split_table: pd.DataFrame, table: pd.DataFrame) -> dict[str, float]:
     """The authors' numbers: the threshold maximising mean BoxAcc over IoUs on the threshold
     split (largest contour, no clip, 0.01..0.99), applied to `table`'s split."""
     chosen = _authors_rows(threshold_split_table).groupby("threshold")["box_acc"].mean()

@@ -57,7 +57,6 @@ def image_statistics(features: torch.Tensor) -> ImageStatistics:
     )
 
 
-
 TRAIN_ROLE = "train"
 EVAL_ROLE = "eval"
 
@@ -143,19 +142,22 @@ def extract_shard(
         **{f"backbone_{key}": value for key, value in backbone.provenance.items()},
         **(provenance or {}),
     }
-    log.info("features: %d images of %s (shard %d) on %s", len(records), manifest, shard,
-             torch_device)
+    log.info(
+        "features: %d images of %s (shard %d) on %s", len(records), manifest, shard, torch_device
+    )
     with atomic_h5(out, attrs) as handle:
         write_strings(handle, "image_ids", [record.image_id for record in records])
         handle.create_dataset("labels", data=np.array([r.label for r in records], dtype=np.int64))
         if role == EVAL_ROLE:
             _write_ground_truth(handle, records, image_size, crop_size)
-        writer = _TrainWriter(handle, len(records)) if role == TRAIN_ROLE else _EvalWriter(
-            handle, len(records))
+        writer = (
+            _TrainWriter(handle, len(records))
+            if role == TRAIN_ROLE
+            else _EvalWriter(handle, len(records))
+        )
         start = 0
         with torch.inference_mode():
-            for images in tqdm(loader, desc=f"features shard {shard}", unit="batch",
-                               mininterval=5):
+            for images in tqdm(loader, desc=f"features shard {shard}", unit="batch", mininterval=5):
                 images = images.to(torch_device, non_blocking=on_cuda)
                 if on_cuda:
                     images = images.to(memory_format=torch.channels_last)
@@ -177,16 +179,16 @@ def _check_finite(features: torch.Tensor, records: Sequence[ImageRecord]) -> Non
         raise ValueError(f"backbone produced non-finite features for images {bad[:5]}")
 
 
-def _write_ground_truth(handle: h5py.File, records: Sequence[ImageRecord], image_size: int,
-                        crop_size: int) -> None:
+def _write_ground_truth(
+    handle: h5py.File, records: Sequence[ImageRecord], image_size: int, crop_size: int
+) -> None:
     """Boxes in crop coordinates (METHOD.md section 1), flattened with per-image offsets."""
-    crop_boxes = [
-        boxes_to_crop(r.boxes, r.width, r.height, image_size, crop_size) for r in records
-    ]
+    crop_boxes = [boxes_to_crop(r.boxes, r.width, r.height, image_size, crop_size) for r in records]
     counts = [len(boxes) for boxes in crop_boxes]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    flat = np.concatenate(crop_boxes).astype(np.int32) if sum(counts) else np.zeros((0, 4),
-                                                                                       np.int32)
+    flat = (
+        np.concatenate(crop_boxes).astype(np.int32) if sum(counts) else np.zeros((0, 4), np.int32)
+    )
     boxes = handle.create_dataset("boxes", data=flat.reshape(-1, 4))
     boxes.attrs["units"] = "pixels of the crop, x0 y0 x1 y1 inclusive"
     handle.create_dataset("box_offsets", data=offsets)
@@ -228,7 +230,9 @@ class _EvalWriter:
         if "unit_features" not in self.handle:
             channels, height, width = features.shape[1:]
             self.handle.create_dataset(
-                "unit_features", (self.count, height, width, channels), np.float16,
+                "unit_features",
+                (self.count, height, width, channels),
+                np.float16,
                 chunks=(1, height, width, channels),
             )
             self.handle.create_dataset("norms", (self.count, height, width), np.float32)
@@ -247,15 +251,18 @@ def read_training_statistics(
     for shard in shards:
         with open_h5(shard) as handle:
             if handle.attrs["role"] != TRAIN_ROLE:
-                raise ValueError(f"{shard}: expected training-split features, found role "
-                                 f"{handle.attrs['role']!r}")
+                raise ValueError(
+                    f"{shard}: expected training-split features, found role "
+                    f"{handle.attrs['role']!r}"
+                )
             ids += read_strings(handle["image_ids"])
             labels.append(handle["labels"][()])
             means.append(handle["mean_features"][()])
             unit_means.append(handle["mean_unit_features"][()])
             norms.append(handle["position_norms"][()])
-    statistics = ImageStatistics(np.concatenate(means), np.concatenate(unit_means),
-                                 np.concatenate(norms))
+    statistics = ImageStatistics(
+        np.concatenate(means), np.concatenate(unit_means), np.concatenate(norms)
+    )
     return ids, np.concatenate(labels), statistics
 
 
@@ -271,14 +278,17 @@ class EvalShard:
     crop_size: int
 
 
-def iter_eval_shards(shards: Sequence[str | Path], with_features: bool = True
-                     ) -> Iterator[EvalShard]:
+def iter_eval_shards(
+    shards: Sequence[str | Path], with_features: bool = True
+) -> Iterator[EvalShard]:
     """Yield evaluation shards one at a time, so memory holds one shard, never a split."""
     for shard in shards:
         with open_h5(shard) as handle:
             if handle.attrs["role"] != EVAL_ROLE:
-                raise ValueError(f"{shard}: expected evaluation-split features, found role "
-                                 f"{handle.attrs['role']!r}")
+                raise ValueError(
+                    f"{shard}: expected evaluation-split features, found role "
+                    f"{handle.attrs['role']!r}"
+                )
             offsets = handle["box_offsets"][()]
             flat = handle["boxes"][()]
             yield EvalShard(

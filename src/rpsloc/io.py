@@ -87,15 +87,27 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
         return {key: _plain(value) for key, value in handle.attrs.items()}
 
 
-PROVENANCE_ATTRS = ("dataset", "backbone", "image_size", "crop_size", "output_stride",
-                    "feature_dim", "feature_height", "feature_width", "rpsloc_version")
+PROVENANCE_ATTRS = (
+    "dataset",
+    "backbone",
+    "image_size",
+    "crop_size",
+    "output_stride",
+    "feature_dim",
+    "feature_height",
+    "feature_width",
+    "rpsloc_version",
+)
 
 
 def provenance_attrs(path: str | Path) -> dict[str, Any]:
     """The attributes a later stage copies from its input: dataset, backbone (name and every
     `backbone_*` provenance key), sizes and version, so each file describes itself."""
-    return {key: value for key, value in read_attrs(path).items()
-            if key.startswith("backbone_") or key in PROVENANCE_ATTRS}
+    return {
+        key: value
+        for key, value in read_attrs(path).items()
+        if key.startswith("backbone_") or key in PROVENANCE_ATTRS
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -108,8 +120,9 @@ def _plain(value: Any) -> Any:
 
 def write_strings(group: h5py.Group, name: str, values: list[str]) -> h5py.Dataset:
     """Store a list of strings as variable-length UTF-8 (readable by h5py, h5dump, pandas)."""
-    return group.create_dataset(name, data=np.array(values, dtype=object),
-                                dtype=h5py.string_dtype("utf-8"))
+    return group.create_dataset(
+        name, data=np.array(values, dtype=object), dtype=h5py.string_dtype("utf-8")
+    )
 
 
 def read_strings(dataset: h5py.Dataset) -> list[str]:

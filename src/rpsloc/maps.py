@@ -23,8 +23,9 @@ VARIANTS = ("rps", "caam", "centre_gaussian")
 
 def activation_maps(unit_features: np.ndarray, foreground_predictor: np.ndarray) -> np.ndarray:
     """A[p] = max(0, w* . g[p]) for `(N, h, w, C)` unit features: the method's maps."""
-    scores = np.einsum("nhwc,c->nhw", unit_features.astype(np.float32),
-                       foreground_predictor.astype(np.float32))
+    scores = np.einsum(
+        "nhwc,c->nhw", unit_features.astype(np.float32), foreground_predictor.astype(np.float32)
+    )
     return np.maximum(scores, 0.0)
 
 
@@ -68,10 +69,9 @@ def score_map(activation: np.ndarray, size: int) -> np.ndarray:
     return upsample_map(normalize_map(activation), size)
 
 
-
-
-def variant_maps(variant: str, shard: EvalShard, foreground_predictor: np.ndarray | None
-                 ) -> np.ndarray:
+def variant_maps(
+    variant: str, shard: EvalShard, foreground_predictor: np.ndarray | None
+) -> np.ndarray:
     """The `(n, h, w)` activation maps of one evaluation shard for a map variant."""
     if variant == "rps":
         if foreground_predictor is None:
@@ -100,8 +100,14 @@ def write_maps(
         ids += shard.image_ids
         labels.append(shard.labels)
         maps.append(variant_maps(variant, shard, predictor))
-    attrs = {**provenance_attrs(eval_shards[0]), "stage": "maps", "variant": variant, "n_images": len(ids),
-             "values": "activation before min-max normalisation", **(provenance or {})}
+    attrs = {
+        **provenance_attrs(eval_shards[0]),
+        "stage": "maps",
+        "variant": variant,
+        "n_images": len(ids),
+        "values": "activation before min-max normalisation",
+        **(provenance or {}),
+    }
     with atomic_h5(out, attrs) as handle:
         write_strings(handle, "image_ids", ids)
         handle.create_dataset("labels", data=np.concatenate(labels))

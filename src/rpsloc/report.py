@@ -27,10 +27,26 @@ from rpsloc.maps import score_map  # noqa: E402
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD, load_rgb, preprocess  # noqa: E402
 
 SUMMARY_COLUMNS = [
-    "dataset", "backbone", "arch", "weights", "variant", "split", "n_images",
-    "max_box_acc_v2", "max_box_acc_30", "max_box_acc_50", "max_box_acc_70", "max_box_acc_v1",
-    "authors_threshold_split", "authors_threshold", "authors_box_acc_30", "authors_box_acc_50",
-    "authors_box_acc_70", "authors_box_acc_mean", "pxap", "piou",
+    "dataset",
+    "backbone",
+    "arch",
+    "weights",
+    "variant",
+    "split",
+    "n_images",
+    "max_box_acc_v2",
+    "max_box_acc_30",
+    "max_box_acc_50",
+    "max_box_acc_70",
+    "max_box_acc_v1",
+    "authors_threshold_split",
+    "authors_threshold",
+    "authors_box_acc_30",
+    "authors_box_acc_50",
+    "authors_box_acc_70",
+    "authors_box_acc_mean",
+    "pxap",
+    "piou",
 ]
 PREDICTED_COLOUR = "#e6194b"
 GROUND_TRUTH_COLOUR = "#3cb44b"
@@ -51,14 +67,21 @@ class SplitResult:
 def split_results(entries: Sequence[dict[str, str]]) -> list[SplitResult]:
     """SplitResults from the workflow's plain dicts (backbone, variant, split and paths)."""
     return [
-        SplitResult(entry["backbone"], entry["variant"], entry["split"], Path(entry["maps"]),
-                    Path(entry["table"]), Path(entry["summary"]))
+        SplitResult(
+            entry["backbone"],
+            entry["variant"],
+            entry["split"],
+            Path(entry["maps"]),
+            Path(entry["table"]),
+            Path(entry["summary"]),
+        )
         for entry in entries
     ]
 
 
-def summary_table(dataset: str, results: Sequence[SplitResult], threshold_split: str | None
-                  ) -> pd.DataFrame:
+def summary_table(
+    dataset: str, results: Sequence[SplitResult], threshold_split: str | None
+) -> pd.DataFrame:
     """One row per result; the authors' threshold comes from `threshold_split` of the same
     backbone and variant (or from the split itself when there is none)."""
     by_key = {(r.backbone, r.variant, r.split): r for r in results}
@@ -66,8 +89,11 @@ def summary_table(dataset: str, results: Sequence[SplitResult], threshold_split:
     for result in results:
         headline = json.loads(result.summary.read_text())
         attrs = read_attrs(result.maps)
-        chooser_split = threshold_split if (
-            result.backbone, result.variant, threshold_split) in by_key else result.split
+        chooser_split = (
+            threshold_split
+            if (result.backbone, result.variant, threshold_split) in by_key
+            else result.split
+        )
         chooser = by_key[(result.backbone, result.variant, chooser_split)]
         row = {
             "dataset": dataset,
@@ -87,8 +113,9 @@ def summary_table(dataset: str, results: Sequence[SplitResult], threshold_split:
     return table[columns]
 
 
-def write_summary(dataset: str, results: Sequence[SplitResult], threshold_split: str | None,
-                  out: str | Path) -> pd.DataFrame:
+def write_summary(
+    dataset: str, results: Sequence[SplitResult], threshold_split: str | None, out: str | Path
+) -> pd.DataFrame:
     table = summary_table(dataset, results, threshold_split)
     write_csv_atomic(table, out, float_format="%.4f")
     return table
@@ -99,8 +126,9 @@ def plot_box_accuracy(results: Sequence[SplitResult], split: str, out: str | Pat
     chosen = [r for r in results if r.split == split]
     tables = {(r.backbone, r.variant): pd.read_csv(r.table) for r in chosen}
     ious = sorted(next(iter(tables.values()))["iou"].unique()) if tables else []
-    figure, axes = plt.subplots(1, max(len(ious), 1), figsize=(4.2 * max(len(ious), 1), 3.6),
-                                sharey=True, squeeze=False)
+    figure, axes = plt.subplots(
+        1, max(len(ious), 1), figsize=(4.2 * max(len(ious), 1), 3.6), sharey=True, squeeze=False
+    )
     for axis, iou in zip(axes[0], ious, strict=False):
         for (backbone, variant), table in tables.items():
             rows = table[(table["protocol"] == "benchmark") & (table["iou"] == iou)]
@@ -114,8 +142,14 @@ def plot_box_accuracy(results: Sequence[SplitResult], split: str, out: str | Pat
     _save(figure, out)
 
 
-def plot_overlays(maps: str | Path, summary: str | Path, eval_shard: str | Path,
-                  manifest: str | Path, out: str | Path, count: int = 8) -> None:
+def plot_overlays(
+    maps: str | Path,
+    summary: str | Path,
+    eval_shard: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    count: int = 8,
+) -> None:
     """The first images of a split: heatmap, predicted boxes at the best IoU-50 threshold of
     the benchmark protocol (red), and ground-truth boxes (green)."""
     threshold = float(json.loads(Path(summary).read_text()).get("best_threshold_50", 0.5))
@@ -143,8 +177,10 @@ def plot_overlays(maps: str | Path, summary: str | Path, eval_shard: str | Path,
         for box in shard.boxes[index]:
             _draw_box(axis, box, GROUND_TRUTH_COLOUR)
         axis.set_title(image_id, fontsize=7)
-    figure.suptitle(f"{label}: predicted (red) and ground-truth (green) boxes at "
-                    f"tau = {threshold:.2f}", fontsize=9)
+    figure.suptitle(
+        f"{label}: predicted (red) and ground-truth (green) boxes at tau = {threshold:.2f}",
+        fontsize=9,
+    )
     _save(figure, out)
 
 
@@ -156,8 +192,9 @@ def _unnormalise(picture) -> np.ndarray:
 
 def _draw_box(axis, box: np.ndarray, colour: str) -> None:
     x0, y0, x1, y1 = (int(v) for v in box)
-    axis.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
-                                 linewidth=1.8))
+    axis.add_patch(
+        plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.8)
+    )
 
 
 def _save(figure, out: str | Path) -> None:

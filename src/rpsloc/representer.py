@@ -47,11 +47,15 @@ def foreground_predictor(
     if len(mean_features) == 0:
         raise ValueError("cannot compute w* from zero training images")
     if not (np.isfinite(mean_features).all() and np.isfinite(mean_unit_features).all()):
-        bad = np.flatnonzero(~np.isfinite(mean_features).all(1) | ~np.isfinite(mean_unit_features).all(1))
+        bad = np.flatnonzero(
+            ~np.isfinite(mean_features).all(1) | ~np.isfinite(mean_unit_features).all(1)
+        )
         raise ValueError(f"non-finite training features at image indices {bad[:5].tolist()}")
     mean_feature = mean_features.astype(np.float64).mean(axis=0)
     mean_unit_feature = mean_unit_features.astype(np.float64).mean(axis=0)
-    norm_ratio = float(np.linalg.norm(mean_feature) / max(np.linalg.norm(mean_unit_feature), NORM_EPS))
+    norm_ratio = float(
+        np.linalg.norm(mean_feature) / max(np.linalg.norm(mean_unit_feature), NORM_EPS)
+    )
     unnormalised = mean_feature - norm_ratio * mean_unit_feature
     length = np.linalg.norm(unnormalised)
     if length <= NORM_EPS:
@@ -120,7 +124,8 @@ def write_representer(
         handle.create_dataset(
             "representer_values",
             data=representer_values(statistics.position_norms, predictor.norm_ratio).astype(
-                np.float32),
+                np.float32
+            ),
         )
     return predictor
 

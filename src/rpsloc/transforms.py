@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageCms
 
 from rpsloc.errors import InputError
 
@@ -22,10 +22,11 @@ def load_rgb(path: Path) -> Image.Image:
     """Open `path`, decode it fully and return it as an 8-bit RGB image.
 
     Greyscale, palette, RGBA/LA (alpha dropped, colours kept), CMYK and the other Pillow modes
-    convert with Pillow's rules. 16-bit greyscale ('I;16*', and 'I' as Pillow opens 16-bit PNGs)
-    is scaled to 8 bits by value / 257 (rounded), not clipped; 'I' values are taken in
-    [0, 65535]. EXIF orientation is deliberately NOT applied: benchmark boxes and masks are given
-    in the stored pixel grid, so rotating the pixels would misalign them.
+    convert with Pillow's rules; CIELAB goes through an sRGB colour transform. 16-bit
+    greyscale ('I;16*', and 'I' as Pillow opens 16-bit PNGs) is scaled to 8 bits by value / 257
+    (rounded), not clipped; 'I' values are taken in [0, 65535], 'F' values in [0, 255].
+    EXIF orientation is deliberately NOT applied: benchmark boxes and masks are given in the
+    stored pixel grid, so rotating the pixels would misalign them.
     Raises InputError naming the path if the file is missing, not an image, or truncated.
     """
     path = Path(path)
@@ -47,6 +48,11 @@ def _to_rgb(image: Image.Image, path: Path | str = "<image>") -> Image.Image:
         values = np.asarray(image).astype(np.float64)
         scaled = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
         return Image.fromarray(scaled).convert("RGB")
+    if image.mode == "LAB":  # Pillow's plain convert would copy L, a, b into R, G, B
+        lab_to_srgb = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+        return ImageCms.applyTransform(image, lab_to_srgb)
     if image.mode == "F":
         values = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
         return Image.fromarray(values).convert("RGB")

@@ -27,6 +27,12 @@ def dataset_config(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def adapter_settings(wildcards):
+    """Only the keys that decide a manifest, so changing e.g. the output stride keeps it."""
+    dataset = dataset_config(wildcards)
+    return {key: dataset[key] for key in ("adapter", "metadata", "images", "masks") if key in dataset}
+
+
 def synthetic_root(wildcards):
     """The generated dataset folder, for synthetic datasets only."""
     if dataset_config(wildcards)["adapter"] == "synthetic":

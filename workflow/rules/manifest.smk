@@ -6,7 +6,7 @@ checkpoint manifest:
     output:
         "results/{dataset}/manifest/{split}.csv",
     params:
-        dataset=dataset_config,
+        dataset=adapter_settings,
     conda:
         "../../environment.yml"
     log:

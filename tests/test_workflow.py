@@ -1,0 +1,113 @@
+"""The Snakemake workflow as users run it: in a fresh directory, resumable, incremental."""
+
+import re
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_snakemake, tiny_config
+
+pytestmark = pytest.mark.workflow
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table."""
+    table = result.stdout.split("Job stats:")[-1]
+    return {
+        rule: int(count)
+        for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)
+        if rule != "total"
+    }
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sharded")
+    run_snakemake(workdir, tiny_config(), "tiny")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def unsharded(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("unsharded")
+    config = tiny_config()
+    config["features"]["shard_size"] = 100
+    run_snakemake(workdir, config, "tiny")
+    return workdir
+
+
+def test_the_dataset_target_writes_a_summary_row_per_backbone_variant_and_split(sharded):
+    summary = pd.read_csv(sharded / "results/tiny/summary.csv")
+    assert len(summary) == 2 * 3 * 2
+    assert set(summary["variant"]) == {"rps", "caam", "centre_gaussian"}
+    assert (summary["weights"] == "random").all()
+    assert (
+        summary[["max_box_acc_v2", "max_box_acc_v1", "authors_box_acc_mean", "pxap"]]
+        .notna()
+        .all()
+        .all()
+    )
+
+
+def test_the_fixture_backbone_localizes_through_the_workflow(sharded):
+    summary = pd.read_csv(sharded / "results/tiny/summary.csv")
+    method = summary[(summary.backbone == "fixture") & (summary.variant == "rps")]
+    assert (method["max_box_acc_v2"] >= 90).all()
+
+
+def test_figures_logs_and_benchmarks_are_written(sharded):
+    for figure in ("box_accuracy.png", "overlays.png"):
+        assert (sharded / "results/tiny/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (sharded / "logs/tiny/fixture/representer.log").exists()
+    assert (sharded / "benchmarks/tiny/fixture/features/train/shard-2.tsv").exists()
+
+
+def test_a_second_run_has_nothing_to_do(sharded):
+    result = run_snakemake(sharded, tiny_config(), "tiny", "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_an_evaluation_setting_reruns_only_evaluation(sharded):
+    config = tiny_config()
+    config["evaluation"]["cam_curve_interval"] = 0.02
+    jobs = planned_jobs(run_snakemake(sharded, config, "tiny", "--dry-run"))
+    assert jobs.get("metrics") == 12
+    assert not {"synth", "manifest", "features", "representer", "maps"} & set(jobs)
+
+
+def test_changing_the_output_stride_reruns_features_but_not_the_dataset(sharded):
+    jobs = planned_jobs(run_snakemake(sharded, tiny_config(output_stride=32), "tiny", "--dry-run"))
+    assert "features" in jobs and "representer" in jobs
+    assert not {"synth", "manifest"} & set(jobs)
+
+
+def test_sharded_and_unsharded_runs_give_the_same_foreground_predictor(sharded, unsharded):
+    for backbone in ("fixture", "resnet50-random"):
+        path = f"results/tiny/{backbone}/representer.h5"
+        with h5py.File(sharded / path) as a, h5py.File(unsharded / path) as b:
+            assert np.allclose(
+                a["foreground_predictor"][()], b["foreground_predictor"][()], atol=1e-6
+            )
+
+
+def test_sharded_and_unsharded_runs_give_the_same_metrics(sharded, unsharded):
+    a = pd.read_csv(sharded / "results/tiny/summary.csv")
+    b = pd.read_csv(unsharded / "results/tiny/summary.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_misspelt_config_key_is_an_error_that_names_it(tmp_path):
+    config = tiny_config()
+    config["datasets"]["tiny"]["outptu_stride"] = 16
+    result = run_snakemake(tmp_path, config, "tiny", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "outptu_stride" in result.stdout + result.stderr
+
+
+def test_a_wrong_type_in_the_config_is_an_error_that_names_the_key(tmp_path):
+    config = tiny_config()
+    config["features"]["shard_size"] = "many"
+    result = run_snakemake(tmp_path, config, "tiny", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "shard_size" in result.stdout + result.stderr
