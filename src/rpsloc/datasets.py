@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from rpsloc.errors import InputError
+from rpsloc.io import atomic_path
 
 MANIFEST_COLUMNS = (
     "image_id",
@@ -94,19 +94,11 @@ class ImageRecord:
 def write_manifest(records: Iterable[ImageRecord], path: Path) -> None:
     """Write records as the manifest CSV (docs/architecture.md), atomically: a temporary file
     in the same folder is renamed over `path` only once complete."""
-    path = Path(path)
     rows = [_manifest_row(record) for record in records]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream, lineterminator="\n")
-            writer.writerow(MANIFEST_COLUMNS)
-            writer.writerows(rows)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerows(rows)
 
 
 def _manifest_row(record: ImageRecord) -> list[str]:

@@ -96,6 +96,7 @@ PROVENANCE_ATTRS = (
     "feature_dim",
     "feature_height",
     "feature_width",
+    "config_hash",
     "rpsloc_version",
 )
 
