@@ -16,13 +16,16 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/representer.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/explanations.smk"
 include: "workflow/rules/summary.smk"
 
 
 rule all:
-    """Every configured dataset's summary and figures."""
+    """Every configured dataset's summary, figures and explanations, and the cross-dataset
+    table."""
     input:
         [dataset_outputs(name) for name in config["datasets"]],
+        "results/tables/summary.csv",
     default_target: True
 
 

@@ -1,5 +1,6 @@
 """Shared test helpers: where the repository and ../shared live, and how to run Snakemake."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ def wsol_metadata() -> Path:
 
 def tiny_config(**dataset_overrides) -> dict:
     """A workflow configuration small enough to run in seconds: the synthetic set, the
-    colourfulness fixture backbone and a small random ResNet-50 pass."""
+    colourfulness fixture backbone and a small random ResNet-50 pass, every kind of map
+    variant, and a second synthetic set that serves only as the base of a transferred w*."""
     dataset = {
         "adapter": "synthetic",
         "synthetic": {
@@ -39,11 +41,26 @@ def tiny_config(**dataset_overrides) -> dict:
         "crop_size": 112,
         "output_stride": 16,
         "backbones": ["fixture", "resnet50-random"],
-        "variants": ["rps", "caam", "centre_gaussian"],
+        "variants": [
+            "rps",
+            "rps_classwise_gt",
+            "rps-r0.5",
+            "rps-from-base",
+            "caam",
+            "ddt",
+            "centre_gaussian",
+        ],
         **dataset_overrides,
     }
+    base = {
+        **dataset,
+        "synthetic": {**dataset["synthetic"], "seed": 2},
+        "eval_splits": [],
+        "variants": [],
+    }
+    base.pop("threshold_split")
     return {
-        "datasets": {"tiny": dataset},
+        "datasets": {"tiny": dataset, "base": base},
         "backbones": {
             "fixture": {"arch": "fixture-colourfulness", "weights": "random"},
             "resnet50-random": {"arch": "resnet50", "weights": "random", "seed": 0},
@@ -57,13 +74,12 @@ def tiny_config(**dataset_overrides) -> dict:
     }
 
 
-def run_snakemake(
-    workdir: Path, config: dict, *arguments: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in `workdir` with `config` written to its config file."""
+def snakemake_command(workdir: Path, config: dict, *arguments: str) -> list[str]:
+    """The command line running the repository's workflow in `workdir`, with `config` written
+    to its config file."""
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [
+    return [
         str(SNAKEMAKE),
         *arguments,
         "--snakefile",
@@ -75,7 +91,77 @@ def run_snakemake(
         "--configfile",
         str(workdir / "config" / "config.yaml"),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def run_snakemake(
+    workdir: Path, config: dict, *arguments: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in `workdir` with `config` written to its config file."""
+    command = snakemake_command(workdir, config, *arguments)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-6000:]}")
     return result
+
+
+def reliability_config() -> dict:
+    """The run the reliability tests repeat, interrupt and compare: the fixture backbone, the
+    method's maps, one evaluated split, two training shards (small: these runs are repeated)."""
+    config = tiny_config(backbones=["fixture"], variants=["rps"], eval_splits=["val"])
+    config["datasets"] = {"tiny": config["datasets"]["tiny"]}
+    config["features"]["shard_size"] = 6
+    return config
+
+
+#: What the reliability runs build: the summary table and the figures.
+RELIABILITY_TARGETS = (
+    "results/tiny/summary.csv",
+    "results/tiny/figures/box_accuracy.png",
+    "results/tiny/figures/overlays.png",
+)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory) -> Path:
+    """One uninterrupted run of `reliability_config`, the reference of the determinism and
+    kill-and-resume tests."""
+    workdir = tmp_path_factory.mktemp("reference")
+    run_snakemake(workdir, reliability_config(), *RELIABILITY_TARGETS)
+    return workdir
+
+
+SOCKET_GUARD = '''\
+"""Loaded by every Python process of a guarded run: records that it was loaded, and refuses
+and records every attempt to resolve a name or open a connection."""
+import os
+import socket
+
+_folder = os.environ["RPSLOC_SOCKET_GUARD"]
+open(os.path.join(_folder, f"loaded-{os.getpid()}"), "w").close()
+
+
+def _refuse(*args, **kwargs):
+    with open(os.path.join(_folder, "attempts.txt"), "a") as stream:
+        stream.write(f"{os.getpid()}: {args!r}\\n")
+    raise OSError("network access is disabled in this run")
+
+
+socket.socket.connect = _refuse
+socket.socket.connect_ex = _refuse
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+'''
+
+
+@pytest.fixture(scope="session")
+def offline_run(tmp_path_factory) -> Path:
+    """`reliability_config` run with a socket guard (a sitecustomize.py on PYTHONPATH, so
+    Snakemake and every job inherit it); the guard's records are in `<workdir>/guard`."""
+    workdir = tmp_path_factory.mktemp("offline")
+    guard = workdir / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
+    path = os.pathsep.join(filter(None, [str(guard), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "RPSLOC_SOCKET_GUARD": str(guard)}
+    run_snakemake(workdir, reliability_config(), *RELIABILITY_TARGETS, env=env)
+    return workdir

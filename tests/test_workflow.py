@@ -39,8 +39,16 @@ def unsharded(tmp_path_factory):
 
 def test_the_dataset_target_writes_a_summary_row_per_backbone_variant_and_split(sharded):
     summary = pd.read_csv(sharded / "results/tiny/summary.csv")
-    assert len(summary) == 2 * 3 * 2
-    assert set(summary["variant"]) == {"rps", "caam", "centre_gaussian"}
+    assert len(summary) == 2 * 7 * 2
+    assert set(summary["variant"]) == {
+        "rps",
+        "rps_classwise_gt",
+        "rps-r0.5",
+        "rps-from-base",
+        "caam",
+        "ddt",
+        "centre_gaussian",
+    }
     assert (summary["weights"] == "random").all()
     assert (
         summary[["max_box_acc_v2", "max_box_acc_v1", "authors_box_acc_mean", "pxap"]]
@@ -59,7 +67,7 @@ def test_the_fixture_backbone_localizes_through_the_workflow(sharded):
 def test_figures_logs_and_benchmarks_are_written(sharded):
     for figure in ("box_accuracy.png", "overlays.png"):
         assert (sharded / "results/tiny/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (sharded / "logs/tiny/fixture/representer.log").exists()
+    assert (sharded / "logs/tiny/fixture/representer/global.log").exists()
     assert (sharded / "benchmarks/tiny/fixture/features/train/shard-2.tsv").exists()
 
 
@@ -72,7 +80,7 @@ def test_changing_an_evaluation_setting_reruns_only_evaluation(sharded):
     config = tiny_config()
     config["evaluation"]["cam_curve_interval"] = 0.02
     jobs = planned_jobs(run_snakemake(sharded, config, "tiny", "--dry-run"))
-    assert jobs.get("metrics") == 12
+    assert jobs.get("metrics") == 28
     assert not {"synth", "manifest", "features", "representer", "maps"} & set(jobs)
 
 
@@ -84,7 +92,7 @@ def test_changing_the_output_stride_reruns_features_but_not_the_dataset(sharded)
 
 def test_sharded_and_unsharded_runs_give_the_same_foreground_predictor(sharded, unsharded):
     for backbone in ("fixture", "resnet50-random"):
-        path = f"results/tiny/{backbone}/representer.h5"
+        path = f"results/tiny/{backbone}/representer/global.h5"
         with h5py.File(sharded / path) as a, h5py.File(unsharded / path) as b:
             assert np.allclose(
                 a["foreground_predictor"][()], b["foreground_predictor"][()], atol=1e-6
@@ -111,3 +119,25 @@ def test_a_wrong_type_in_the_config_is_an_error_that_names_the_key(tmp_path):
     result = run_snakemake(tmp_path, config, "tiny", "--dry-run", check=False)
     assert result.returncode != 0
     assert "shard_size" in result.stdout + result.stderr
+
+
+def test_explanations_and_the_selection_curve_are_written(sharded):
+    ranking = pd.read_csv(sharded / "results/tiny/fixture/explanations/training_images.csv")
+    assert len(ranking) == 10
+    curve = pd.read_csv(sharded / "results/tiny/fixture/explanations/selection-test.csv")
+    assert curve["m"].iloc[-1] == 10
+    for figure in ("selection.png", "representer_values.png"):
+        assert (sharded / "results/tiny/figures" / figure).stat().st_size > 0
+
+
+def test_transfer_uses_the_base_datasets_predictor(sharded):
+    with h5py.File(sharded / "results/tiny/fixture/rps-from-base/maps/test.h5") as handle:
+        assert handle.attrs["representer"] == "results/base/fixture/representer/global.h5"
+
+
+def test_the_paper_table_spans_every_experiment(sharded):
+    run_snakemake(sharded, tiny_config(), "results/tables/summary.csv")
+    table = pd.read_csv(sharded / "results/tables/summary.csv")
+    assert len(table) == 2 * 7
+    assert "tiny MaxBoxAccV2" in table.columns
+    assert (sharded / "results/tables/summary.md").read_text().startswith("| backbone")

@@ -7,24 +7,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rpsloc.datasets import check_dataset, dataset_settings
 from rpsloc.errors import InputError
-
-ADAPTER_KEYS = {"synthetic": ("synthetic",), "wsol": ("metadata", "images")}
+from rpsloc.variants import parse_variant
 
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Raise `InputError` naming the key of the first inconsistency found."""
     for name, dataset in config["datasets"].items():
         where = f"datasets.{name}"
-        for key in ADAPTER_KEYS[dataset["adapter"]]:
-            if key not in dataset:
-                raise InputError(
-                    f"config: {where}.{key} is required by adapter '{dataset['adapter']}'"
-                )
-        if dataset["crop_size"] > dataset["image_size"]:
+        check_dataset(name, dataset)
+        sizes = dataset_settings(dataset)  # image and crop sizes default per adapter
+        if sizes["crop_size"] > sizes["image_size"]:
             raise InputError(
-                f"config: {where}.crop_size ({dataset['crop_size']}) is larger than "
-                f"image_size ({dataset['image_size']})"
+                f"config: {where}.crop_size ({sizes['crop_size']}) is larger than "
+                f"image_size ({sizes['image_size']})"
             )
         if dataset["train_split"] in dataset["eval_splits"]:
             raise InputError(
@@ -37,9 +34,33 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"config: {where}.threshold_split '{threshold_split}' is not one of "
                 f"eval_splits {dataset['eval_splits']}"
             )
+        for variant_name in dataset["variants"]:
+            _check_variant(config, name, variant_name)
         for backbone in dataset["backbones"]:
             if backbone not in config["backbones"]:
                 raise InputError(
                     f"config: {where}.backbones names '{backbone}', which is not a "
                     f"key of backbones ({sorted(config['backbones'])})"
                 )
+
+
+def _check_variant(config: Mapping[str, Any], name: str, variant_name: str) -> None:
+    where = f"config: datasets.{name}.variants '{variant_name}'"
+    try:
+        variant = parse_variant(variant_name)
+    except ValueError as error:
+        raise InputError(f"{where}: {error}") from error
+    dataset = config["datasets"][name]
+    if variant.class_source == "top1" and "classifier" not in dataset:
+        raise InputError(f"{where} needs datasets.{name}.classifier (whose top-1 picks w*_k)")
+    base = variant.base_dataset
+    if base is None:
+        return
+    if base not in config["datasets"]:
+        raise InputError(f"{where}: base dataset '{base}' is not a key of datasets")
+    missing = set(dataset["backbones"]) - set(config["datasets"][base]["backbones"])
+    if missing:
+        raise InputError(
+            f"{where}: base dataset '{base}' does not list backbones {sorted(missing)}, so "
+            "it has no w* for them"
+        )

@@ -11,8 +11,9 @@ Every number is labelled with the protocol that produced it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from rpsloc.features import iter_eval_shards
 from rpsloc.io import open_h5, read_strings, write_csv_atomic, write_json_atomic
 from rpsloc.maps import score_map
 from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall
+from rpsloc.parallel import map_in_chunks
 from rpsloc.transforms import mask_to_crop
 
 
@@ -77,42 +79,74 @@ def evaluate_split(
     manifest: str | Path,
     interval: float = 0.01,
     iou_thresholds: Sequence[int] = (30, 50, 70),
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """BoxAcc per protocol, IoU and threshold (a tidy table) and the split's headline numbers."""
-    grid = thresholds(interval)
-    accumulators = {
-        protocol.name: BoxAccuracy(
-            grid[protocol.first_threshold :],
-            iou_thresholds,
-            multi_contour=protocol.multi_contour,
-            clip_to_image=protocol.clip_to_image,
-        )
-        for protocol in PROTOCOLS
-    }
-    records = {record.image_id: record for record in read_manifest(manifest)}
-    with_masks = any(record.mask_paths for record in records.values())
-    pixels = PixelPrecisionRecall(grid) if with_masks else None
+    """BoxAcc per protocol, IoU and threshold (a tidy table) and the split's headline numbers,
+    for a maps file of the maps stage; `workers` processes share the images."""
     with open_h5(maps) as handle:
         map_ids = read_strings(handle["image_ids"])
         activations = handle["maps"][()]
         image_size = int(handle.attrs["image_size"])
+    records = {record.image_id: record for record in read_manifest(manifest)}
+    return evaluate_activations(
+        activations,
+        map_ids,
+        eval_shards,
+        records,
+        image_size,
+        interval,
+        iou_thresholds,
+        source=maps,
+        workers=workers,
+    )
+
+
+def evaluate_activations(
+    activations: np.ndarray,
+    image_ids: Sequence[str],
+    eval_shards: Sequence[str | Path],
+    records: Mapping[str, ImageRecord] | None,
+    image_size: int,
+    interval: float = 0.01,
+    iou_thresholds: Sequence[int] = (30, 50, 70),
+    source: str | Path = "maps",
+    workers: int = 1,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Evaluate `(n, h, w)` activation maps, in features order, against the ground truth of
+    the evaluation shards (boxes) and, when `records` are given, their masks (PxAP).
+    `workers` processes share the images; the numbers are the same for any number of them."""
+    grid = thresholds(interval)
+    with_masks = records is not None and any(r.mask_paths for r in records.values())
+    images = []
     position = 0
     for shard in iter_eval_shards(eval_shards, with_features=False):
         for image_id, boxes in zip(shard.image_ids, shard.boxes, strict=True):
-            if map_ids[position] != image_id:
+            if position >= len(image_ids) or image_ids[position] != image_id:
+                found = image_ids[position] if position < len(image_ids) else "nothing"
                 raise InputError(
-                    f"{maps}: map {position} is for {map_ids[position]!r} but the "
-                    f"features list {image_id!r} there"
+                    f"{source}: map {position} is for {found!r} but the features list "
+                    f"{image_id!r} there"
                 )
-            scores = score_map(activations[position], shard.crop_size)
-            for accumulator in accumulators.values():
-                if len(boxes):
-                    accumulator.add(scores, boxes)
-            if pixels is not None and records[image_id].mask_paths:
-                pixels.add(scores, crop_gt_mask(records[image_id], image_size, shard.crop_size))
+            masked = with_masks and bool(records[image_id].mask_paths)
+            record = records[image_id] if masked else None
+            images.append((activations[position], shard.crop_size, boxes, record))
             position += 1
-    if position != len(map_ids):
-        raise InputError(f"{maps}: holds {len(map_ids)} maps, the features {position} images")
+    if position != len(image_ids):
+        raise InputError(f"{source}: holds {len(image_ids)} maps, the features {position} images")
+    evaluate_images = partial(
+        _evaluate_images,
+        grid=grid,
+        iou_thresholds=iou_thresholds,
+        with_masks=with_masks,
+        image_size=image_size,
+    )
+    parts = map_in_chunks(evaluate_images, images, workers)
+    accumulators, pixels = parts[0]
+    for part_accumulators, part_pixels in parts[1:]:
+        for name, accumulator in accumulators.items():
+            accumulator.merge(part_accumulators[name])
+        if pixels is not None:
+            pixels.merge(part_pixels)
     table = pd.concat(
         [
             _box_acc_table(name, accumulator, iou_thresholds)
@@ -125,6 +159,35 @@ def evaluate_split(
         summary["pxap"] = pixels.pxap()
         summary["piou"] = pixels.piou()
     return table, summary
+
+
+def _evaluate_images(
+    images: Sequence[tuple[np.ndarray, int, np.ndarray, ImageRecord | None]],
+    grid: np.ndarray,
+    iou_thresholds: Sequence[int],
+    with_masks: bool,
+    image_size: int,
+) -> tuple[dict[str, BoxAccuracy], PixelPrecisionRecall | None]:
+    """Each protocol's accumulator, and the pixel one, over some images given as (activation,
+    crop size, boxes, the record when its masks count), in order."""
+    accumulators = {
+        protocol.name: BoxAccuracy(
+            grid[protocol.first_threshold :],
+            iou_thresholds,
+            multi_contour=protocol.multi_contour,
+            clip_to_image=protocol.clip_to_image,
+        )
+        for protocol in PROTOCOLS
+    }
+    pixels = PixelPrecisionRecall(grid) if with_masks else None
+    for activation, crop_size, boxes, record in images:
+        scores = score_map(activation, crop_size)
+        for accumulator in accumulators.values():
+            if len(boxes):
+                accumulator.add(scores, boxes)
+        if pixels is not None and record is not None:
+            pixels.add(scores, crop_gt_mask(record, image_size, crop_size))
+    return accumulators, pixels
 
 
 def _box_acc_table(
@@ -169,9 +232,12 @@ def write_split_metrics(
     out_summary: str | Path,
     interval: float = 0.01,
     iou_thresholds: Sequence[int] = (30, 50, 70),
+    workers: int = 1,
 ) -> None:
     """The metrics stage: per-threshold table (CSV) and headline numbers (JSON) of one split."""
-    table, summary = evaluate_split(maps, eval_shards, manifest, interval, iou_thresholds)
+    table, summary = evaluate_split(
+        maps, eval_shards, manifest, interval, iou_thresholds, workers=workers
+    )
     write_csv_atomic(table, out_table)
     write_json_atomic(summary, out_summary)
 

@@ -1,5 +1,5 @@
 """Activation maps at feature resolution, and their conversion to score maps for evaluation
-(METHOD.md section 1: inference; section 1 variants: CAAM; the centre-Gaussian baseline).
+(METHOD.md section 1: inference and variants; the CAAM, DDT and centre-Gaussian baselines).
 
 Maps are computed from the cached, L2-normalised evaluation features, so every variant and
 baseline shares one backbone pass.
@@ -15,17 +15,17 @@ import numpy as np
 import torch
 
 from rpsloc.features import EvalShard, iter_eval_shards
-from rpsloc.io import atomic_h5, provenance_attrs, write_strings
-from rpsloc.representer import read_foreground_predictor
-
-VARIANTS = ("rps", "caam", "centre_gaussian")
+from rpsloc.io import atomic_h5, open_h5, provenance_attrs, read_strings, write_strings
+from rpsloc.representer import PredictorTable, read_predictors
+from rpsloc.variants import Variant, parse_variant
 
 
 def activation_maps(unit_features: np.ndarray, foreground_predictor: np.ndarray) -> np.ndarray:
-    """A[p] = max(0, w* . g[p]) for `(N, h, w, C)` unit features: the method's maps."""
-    scores = np.einsum(
-        "nhwc,c->nhw", unit_features.astype(np.float32), foreground_predictor.astype(np.float32)
-    )
+    """A[p] = max(0, w* . g[p]) for `(n, h, w, C)` unit features: the method's maps. The
+    predictor is one `(C,)` vector for all images or `(n, C)`, one per image (class-wise)."""
+    count, channels = len(unit_features), unit_features.shape[-1]
+    per_image = np.broadcast_to(foreground_predictor.astype(np.float32), (count, channels))
+    scores = np.einsum("nhwc,nc->nhw", unit_features.astype(np.float32), per_image)
     return np.maximum(scores, 0.0)
 
 
@@ -69,19 +69,68 @@ def score_map(activation: np.ndarray, size: int) -> np.ndarray:
     return upsample_map(normalize_map(activation), size)
 
 
+def ddt_direction(eval_shards: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+    """DDT baseline (Wei et al., as PSOL uses it): the mean and the first principal component
+    of all raw feature vectors of the split, in one streaming pass. The component's sign is
+    chosen so that its projection grows with the feature norm (PCA leaves it arbitrary)."""
+    total, outer, weighted, norm_total, count = 0.0, 0.0, 0.0, 0.0, 0
+    for shard in iter_eval_shards(eval_shards):
+        raw = (shard.unit_features.astype(np.float64) * shard.norms[..., None]).reshape(
+            -1, shard.unit_features.shape[-1]
+        )
+        norms = shard.norms.reshape(-1).astype(np.float64)
+        total = total + raw.sum(axis=0)
+        outer = outer + raw.T @ raw
+        weighted = weighted + raw.T @ norms
+        norm_total += norms.sum()
+        count += len(raw)
+    mean = total / count
+    covariance = outer / count - np.outer(mean, mean)
+    component = np.linalg.eigh(covariance)[1][:, -1]
+    if component @ (weighted - mean * norm_total) < 0:
+        component = -component
+    return mean, component
+
+
+def ddt_maps(shard: EvalShard, mean: np.ndarray, component: np.ndarray) -> np.ndarray:
+    """A[p] = max(0, (f[p] - mean) . component): positive projections mark the common object."""
+    raw = shard.unit_features.astype(np.float32) * shard.norms[..., None]
+    return np.maximum((raw - mean.astype(np.float32)) @ component.astype(np.float32), 0.0)
+
+
 def variant_maps(
-    variant: str, shard: EvalShard, foreground_predictor: np.ndarray | None
+    variant: Variant,
+    shard: EvalShard,
+    predictors: PredictorTable | None = None,
+    class_labels: np.ndarray | None = None,
+    ddt: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The `(n, h, w)` activation maps of one evaluation shard for a map variant."""
-    if variant == "rps":
-        if foreground_predictor is None:
-            raise ValueError("variant 'rps' needs the representer file (w*)")
-        return activation_maps(shard.unit_features, foreground_predictor)
-    if variant == "caam":
+    """The `(n, h, w)` activation maps of one evaluation shard for a map variant.
+
+    `class_labels` picks each image's class-wise predictor (ground truth or a classifier's
+    top-1); a global predictor ignores it."""
+    if variant.kind == "rps":
+        if predictors is None:
+            raise ValueError(f"variant {variant.name!r} needs a representer file (w*)")
+        labels = shard.labels if class_labels is None else class_labels
+        return activation_maps(shard.unit_features, predictors.for_labels(labels))
+    if variant.kind == "caam":
         return caam_maps(shard.unit_features, shard.norms)
-    if variant == "centre_gaussian":
-        return centre_gaussian_maps(*shard.norms.shape)
-    raise ValueError(f"unknown map variant {variant!r}; expected one of {VARIANTS}")
+    if variant.kind == "ddt":
+        return ddt_maps(shard, *ddt)
+    return centre_gaussian_maps(*shard.norms.shape)
+
+
+def read_top1(predictions: str | Path, image_ids: Sequence[str]) -> np.ndarray:
+    """A classifier's top-1 classes for `image_ids`, from the classify stage's HDF5 file."""
+    with open_h5(predictions) as handle:
+        predicted_ids = read_strings(handle["image_ids"])
+        top1 = handle["top5"][:, 0]
+    position = {image_id: i for i, image_id in enumerate(predicted_ids)}
+    missing = [image_id for image_id in image_ids if image_id not in position]
+    if missing:
+        raise ValueError(f"{predictions}: no prediction for images {missing[:5]}")
+    return top1[[position[image_id] for image_id in image_ids]]
 
 
 def write_maps(
@@ -89,23 +138,32 @@ def write_maps(
     eval_shards: Sequence[str | Path],
     out: str | Path,
     representer: str | Path | None = None,
+    predictions: str | Path | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """The maps stage: activation maps of every image of an evaluation split, at feature
     resolution and before normalisation (layout: docs/hdf5-layout.md)."""
-    predictor = read_foreground_predictor(representer) if representer else None
+    spec = parse_variant(variant)
+    predictors = read_predictors(representer) if representer else None
+    if spec.class_source == "top1" and predictions is None:
+        raise ValueError(f"variant {variant!r} needs a classifier's predictions file")
+    ddt = ddt_direction(eval_shards) if spec.kind == "ddt" else None
     ids: list[str] = []
     labels, maps = [], []
     for shard in iter_eval_shards(eval_shards):
+        class_labels = (
+            read_top1(predictions, shard.image_ids) if spec.class_source == "top1" else None
+        )
         ids += shard.image_ids
         labels.append(shard.labels)
-        maps.append(variant_maps(variant, shard, predictor))
+        maps.append(variant_maps(spec, shard, predictors, class_labels, ddt))
     attrs = {
         **provenance_attrs(eval_shards[0]),
         "stage": "maps",
         "variant": variant,
         "n_images": len(ids),
         "values": "activation before min-max normalisation",
+        "representer": str(representer or ""),
         **(provenance or {}),
     }
     with atomic_h5(out, attrs) as handle:

@@ -7,7 +7,7 @@ number labelled by its protocol (see `rpsloc.evaluation`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ SUMMARY_COLUMNS = [
     "variant",
     "split",
     "n_images",
+    "n_skipped",
     "max_box_acc_v2",
     "max_box_acc_30",
     "max_box_acc_50",
@@ -80,10 +81,14 @@ def split_results(entries: Sequence[dict[str, str]]) -> list[SplitResult]:
 
 
 def summary_table(
-    dataset: str, results: Sequence[SplitResult], threshold_split: str | None
+    dataset: str,
+    results: Sequence[SplitResult],
+    threshold_split: str | None,
+    skipped: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """One row per result; the authors' threshold comes from `threshold_split` of the same
-    backbone and variant (or from the split itself when there is none)."""
+    backbone and variant (or from the split itself when there is none). `n_skipped` is the
+    number of images the split's manifest left out (`skipped`, per split; 0 when absent)."""
     by_key = {(r.backbone, r.variant, r.split): r for r in results}
     rows = []
     for result in results:
@@ -103,6 +108,7 @@ def summary_table(
             "variant": result.variant,
             "split": result.split,
             **headline,
+            "n_skipped": (skipped or {}).get(result.split, 0),
         }
         if headline.get("n_images", 0):
             row["authors_threshold_split"] = chooser_split
@@ -114,9 +120,13 @@ def summary_table(
 
 
 def write_summary(
-    dataset: str, results: Sequence[SplitResult], threshold_split: str | None, out: str | Path
+    dataset: str,
+    results: Sequence[SplitResult],
+    threshold_split: str | None,
+    out: str | Path,
+    skipped: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
-    table = summary_table(dataset, results, threshold_split)
+    table = summary_table(dataset, results, threshold_split, skipped)
     write_csv_atomic(table, out, float_format="%.4f")
     return table
 
@@ -197,9 +207,106 @@ def _draw_box(axis, box: np.ndarray, colour: str) -> None:
     )
 
 
-def _save(figure, out: str | Path) -> None:
+def plot_pretraining_loss(losses: pd.DataFrame, out: str | Path) -> None:
+    """InfoNCE loss per pretraining step (`step`, `loss` columns), with a 20-step mean."""
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(losses["step"], losses["loss"], color="#bbbbbb", linewidth=0.8, label="per step")
+    smooth = losses["loss"].rolling(20, min_periods=1).mean()
+    axis.plot(losses["step"], smooth, color="#4363d8", label="mean of 20 steps")
+    axis.set(xlabel="step", ylabel="InfoNCE loss", title="Self-supervised pretraining")
+    axis.legend()
+    _save(figure, out)
+
+
+def _save(figure, out: str | Path, tight: bool = True) -> None:
     """Save a figure atomically as PNG (fixed metadata, so reruns write the same bytes)."""
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     with atomic_path(out) as temporary:
         figure.savefig(temporary, format="png", dpi=110, metadata={"Software": None})
     plt.close(figure)
+
+
+def plot_selection_curves(curves: dict[str, str | Path], out: str | Path) -> None:
+    """MaxBoxAccV2 versus the number m of top training images `w*` is rebuilt from."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    for backbone, path in curves.items():
+        curve = pd.read_csv(path)
+        axis.plot(curve["m"], curve["max_box_acc_v2"], marker="o", label=backbone)
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("training images kept, m (top by representer value)")
+    axis.set_ylabel("MaxBoxAccV2 (%)")
+    axis.set_ylim(0, 100)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title("Representer point selection")
+    _save(figure, out)
+
+
+def plot_representer_values(
+    representer: str | Path, manifest: str | Path, out: str | Path, count: int = 4
+) -> None:
+    """The `count` most and least supportive training images (by r_n . w*) with their
+    per-position representer values alpha_{n,p} (red pushes towards w*, blue away)."""
+    records = {record.image_id: record for record in read_manifest(manifest)}
+    with open_h5(representer) as handle:
+        image_ids = read_strings(handle["image_ids"])
+        values = handle["image_values"][()]
+        alphas = handle["representer_values"][()]
+        image_size = int(handle.attrs["image_size"])
+        crop_size = int(handle.attrs["crop_size"])
+    order = np.argsort(-values, kind="stable")
+    count = max(1, min(count, len(order) // 2 or 1))
+    chosen = list(order[:count]) + list(order[::-1][:count])
+    figure, axes = plt.subplots(2, count, figsize=(3 * count, 6.4), squeeze=False)
+    limit = float(np.percentile(np.abs(alphas[chosen]), 99)) or 1.0
+    for axis, index in zip(axes.flat, chosen, strict=True):
+        picture = preprocess(load_rgb(records[image_ids[index]].path), image_size, crop_size)
+        axis.imshow(_unnormalise(picture))
+        heat = axis.imshow(
+            alphas[index],
+            cmap="coolwarm",
+            vmin=-limit,
+            vmax=limit,
+            alpha=0.55,
+            extent=(0, crop_size, crop_size, 0),
+            interpolation="nearest",
+        )
+        axis.set_title(f"{image_ids[index]}\nr.w* = {values[index]:.3g}", fontsize=7)
+        axis.axis("off")
+    figure.colorbar(heat, ax=axes, shrink=0.6, label="representer value alpha_{n,p}")
+    figure.suptitle("Most (top) and least (bottom) supportive training images", fontsize=9)
+    _save(figure, out, tight=False)
+
+
+PAPER_METRICS = {
+    "max_box_acc_v2": "MaxBoxAccV2",
+    "authors_box_acc_mean": "authors mean BoxAcc",
+    "pxap": "PxAP",
+}
+
+
+def paper_table(summaries: Sequence[str | Path]) -> pd.DataFrame:
+    """Rows backbone x variant, columns dataset x metric, on each dataset's last split."""
+    frames = []
+    for path in summaries:
+        summary = pd.read_csv(path)
+        last_split = summary["split"].iloc[-1]
+        frames.append(summary[summary["split"] == last_split])
+    rows = pd.concat(frames, ignore_index=True)
+    metrics = [metric for metric in PAPER_METRICS if metric in rows.columns]
+    table = rows.pivot_table(
+        index=["backbone", "variant"], columns="dataset", values=metrics, sort=False
+    )
+    table = table.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False)
+    table.columns = [f"{dataset} {PAPER_METRICS[metric]}" for dataset, metric in table.columns]
+    return table.reset_index()
+
+
+def write_paper_table(
+    summaries: Sequence[str | Path], out_csv: str | Path, out_markdown: str | Path
+) -> None:
+    table = paper_table(summaries)
+    write_csv_atomic(table, out_csv, float_format="%.2f")
+    with atomic_path(out_markdown) as temporary:
+        temporary.write_text(table.to_markdown(index=False, floatfmt=".1f") + "\n")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rpsloc.features import NORM_EPS, read_training_statistics
+from rpsloc.features import NORM_EPS, ImageStatistics, read_training_statistics
 from rpsloc.io import atomic_h5, open_h5, provenance_attrs, write_strings
 
 
@@ -93,44 +93,172 @@ def representer_values(position_norms: np.ndarray, norm_ratio: float) -> np.ndar
     return (1.0 - norm_ratio / norms) / (count * positions)
 
 
+def select_training_images(
+    labels: np.ndarray, sampling_ratio: float, seed: int, classwise: bool
+) -> np.ndarray:
+    """Sorted indices of the training images kept by a sampling ratio r (METHOD.md section 1
+    variants): floor(N r) images drawn with a fixed seed, or, class-wise, a quota of
+    floor(N r / K) from each class (all of a class's images where it has fewer)."""
+    count = len(labels)
+    if not 0 < sampling_ratio <= 1:
+        raise ValueError(f"sampling ratio must be in (0, 1], got {sampling_ratio}")
+    if sampling_ratio == 1:
+        return np.arange(count)
+    generator = np.random.default_rng(seed)
+    if not classwise:
+        size = int(np.floor(count * sampling_ratio))
+        if size == 0:
+            raise ValueError(f"sampling ratio {sampling_ratio} of {count} images keeps none")
+        return np.sort(generator.choice(count, size=size, replace=False))
+    classes = np.unique(labels)
+    quota = int(np.floor(count * sampling_ratio / len(classes)))
+    if quota == 0:
+        raise ValueError(
+            f"sampling ratio {sampling_ratio} of {count} images over {len(classes)} classes "
+            "gives a per-class quota of 0"
+        )
+    chosen = [
+        generator.choice(members, size=min(quota, len(members)), replace=False)
+        for members in (np.flatnonzero(labels == label) for label in classes)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass(frozen=True)
+class Representers:
+    """The training images behind one or more foreground predictors, and their shares."""
+
+    image_indices: np.ndarray  # (M,) into the training split
+    predictors: dict[int, ForegroundPredictor]  # class label -> w*_k; {-1: w*} when global
+    vectors: np.ndarray  # r_n, (M, C), relative to the image's own predictor
+    image_values: np.ndarray  # r_n . w*, (M,)
+    position_values: np.ndarray  # alpha_{n,p}, (M, h, w)
+
+
+GLOBAL = -1
+
+
+def compute_representers(
+    statistics: ImageStatistics,
+    labels: np.ndarray,
+    classwise: bool = False,
+    sampling_ratio: float = 1.0,
+    seed: int = 0,
+) -> Representers:
+    """`w*` (or one `w*_k` per class) from a sampled subset of the training statistics, with
+    every kept training image's representer vector, value and per-position values."""
+    indices = select_training_images(labels, sampling_ratio, seed, classwise)
+    groups = {int(k): indices[labels[indices] == k] for k in np.unique(labels[indices])}
+    if not classwise:
+        groups = {GLOBAL: indices}
+    channels = statistics.mean_features.shape[1]
+    vectors = np.zeros((len(indices), channels))
+    position_values = np.zeros((len(indices), *statistics.position_norms.shape[1:]))
+    image_values = np.zeros(len(indices))
+    predictors = {}
+    for key, members in groups.items():
+        predictor = foreground_predictor(
+            statistics.mean_features[members], statistics.mean_unit_features[members]
+        )
+        rows = np.searchsorted(indices, members)
+        vectors[rows] = representer_vectors(
+            statistics.mean_features[members],
+            statistics.mean_unit_features[members],
+            predictor.norm_ratio,
+        )
+        position_values[rows] = representer_values(
+            statistics.position_norms[members], predictor.norm_ratio
+        )
+        image_values[rows] = vectors[rows] @ predictor.w
+        predictors[key] = predictor
+    return Representers(indices, predictors, vectors, image_values, position_values)
+
+
 def write_representer(
-    train_shards: Sequence[str | Path], out: str | Path, provenance: Mapping[str, Any] | None = None
-) -> ForegroundPredictor:
-    """The representer stage: `w*` from all training shards, and every training image's share
-    of it, written to `out` (layout: docs/hdf5-layout.md)."""
+    train_shards: Sequence[str | Path],
+    out: str | Path,
+    classwise: bool = False,
+    sampling_ratio: float = 1.0,
+    seed: int = 0,
+    provenance: Mapping[str, Any] | None = None,
+) -> Representers:
+    """The representer stage: `w*` (global or per class) from the training shards, and every
+    kept training image's share of it, written to `out` (layout: docs/hdf5-layout.md)."""
     image_ids, labels, statistics = read_training_statistics(train_shards)
-    predictor = foreground_predictor(statistics.mean_features, statistics.mean_unit_features)
-    vectors = representer_vectors(
-        statistics.mean_features, statistics.mean_unit_features, predictor.norm_ratio
-    )
+    representers = compute_representers(statistics, labels, classwise, sampling_ratio, seed)
+    keys = sorted(representers.predictors)
+    predictors = [representers.predictors[key] for key in keys]
+    kept = representers.image_indices
     attrs = {
         **provenance_attrs(train_shards[0]),
         "stage": "representer",
-        "n_images": predictor.n_images,
-        "norm_ratio": predictor.norm_ratio,
-        "unnormalised_norm": float(np.linalg.norm(predictor.unnormalised)),
+        "mode": "classwise" if classwise else "global",
+        "sampling_ratio": sampling_ratio,
+        "sampling_seed": seed,
+        "n_training_images": len(image_ids),
+        "n_images": len(kept),
         **(provenance or {}),
     }
     with atomic_h5(out, attrs) as handle:
-        write_strings(handle, "image_ids", image_ids)
-        handle.create_dataset("labels", data=labels)
-        handle.create_dataset("foreground_predictor", data=predictor.w)
-        handle.create_dataset("unnormalised_predictor", data=predictor.unnormalised)
-        handle.create_dataset("mean_feature", data=predictor.mean_feature)
-        handle.create_dataset("mean_unit_feature", data=predictor.mean_unit_feature)
-        handle.create_dataset("representer_vectors", data=vectors.astype(np.float32))
-        handle.create_dataset("image_values", data=vectors @ predictor.w)
-        handle.create_dataset("image_vector_norms", data=np.linalg.norm(vectors, axis=1))
+        handle.create_dataset("training_indices", data=kept)
+        write_strings(handle, "image_ids", [image_ids[i] for i in kept])
+        handle.create_dataset("labels", data=labels[kept])
+        handle.create_dataset("predictor_labels", data=np.array(keys, dtype=np.int64))
+        handle.create_dataset("foreground_predictors", data=np.stack([p.w for p in predictors]))
         handle.create_dataset(
-            "representer_values",
-            data=representer_values(statistics.position_norms, predictor.norm_ratio).astype(
-                np.float32
-            ),
+            "unnormalised_predictors", data=np.stack([p.unnormalised for p in predictors])
         )
-    return predictor
+        handle.create_dataset("norm_ratios", data=np.array([p.norm_ratio for p in predictors]))
+        handle.create_dataset("predictor_counts", data=np.array([p.n_images for p in predictors]))
+        handle.create_dataset("mean_features", data=np.stack([p.mean_feature for p in predictors]))
+        handle.create_dataset(
+            "mean_unit_features", data=np.stack([p.mean_unit_feature for p in predictors])
+        )
+        handle.create_dataset("representer_vectors", data=representers.vectors.astype(np.float32))
+        handle.create_dataset("image_values", data=representers.image_values)
+        handle.create_dataset(
+            "image_vector_norms", data=np.linalg.norm(representers.vectors, axis=1)
+        )
+        handle.create_dataset(
+            "representer_values", data=representers.position_values.astype(np.float32)
+        )
+    return representers
 
 
-def read_foreground_predictor(path: str | Path) -> np.ndarray:
-    """`w*` from a representer file."""
+@dataclass(frozen=True)
+class PredictorTable:
+    """The foreground predictors of a representer file, looked up per test image."""
+
+    labels: np.ndarray  # (K,) class labels; [-1] for a global predictor
+    predictors: np.ndarray  # (K, C)
+    unnormalised_norms: np.ndarray  # (K,) ||w~_k||
+    source: Path
+
+    @property
+    def is_global(self) -> bool:
+        return self.labels.tolist() == [GLOBAL]
+
+    def for_labels(self, labels: np.ndarray) -> np.ndarray:
+        """`(n, C)`: the global `w*` for every image, or `w*_k` of each image's class."""
+        if self.is_global:
+            return np.broadcast_to(self.predictors[0], (len(labels), self.predictors.shape[1]))
+        rows = np.searchsorted(self.labels, labels).clip(0, len(self.labels) - 1)
+        unknown = self.labels[rows] != labels
+        if unknown.any():
+            raise ValueError(
+                f"{self.source}: no class-wise predictor for class "
+                f"{int(np.asarray(labels)[unknown][0])} (training classes: "
+                f"{self.labels.tolist()[:10]}...)"
+            )
+        return self.predictors[rows]
+
+
+def read_predictors(path: str | Path) -> PredictorTable:
+    """The foreground predictors of a representer file."""
     with open_h5(path) as handle:
-        return handle["foreground_predictor"][()]
+        return PredictorTable(
+            labels=handle["predictor_labels"][()],
+            predictors=handle["foreground_predictors"][()],
+            unnormalised_norms=np.linalg.norm(handle["unnormalised_predictors"][()], axis=1),
+            source=Path(path),
+        )

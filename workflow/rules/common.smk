@@ -5,9 +5,12 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from rpsloc.config import check_config
+from rpsloc.datasets import dataset_settings, manifest_settings, source_files
 from rpsloc.features import shard_count
+from rpsloc.variants import WILDCARD as VARIANT_PATTERN, parse_selection, parse_variant
 
 validate(config, "../../config/schema.yaml")
+config["datasets"] = {name: dataset_settings(d) for name, d in config["datasets"].items()}
 check_config(config)
 
 
@@ -18,7 +21,8 @@ def _alternatives(names):
 wildcard_constraints:
     dataset=_alternatives(config["datasets"]),
     backbone=_alternatives(config["backbones"]),
-    variant="rps|caam|centre_gaussian",
+    variant=VARIANT_PATTERN,
+    selection=r"(global|classwise)(-r[0-9.]+)?",
     split="[A-Za-z0-9_]+",
     shard=r"\d+",
 
@@ -29,8 +33,7 @@ def dataset_config(wildcards):
 
 def adapter_settings(wildcards):
     """Only the keys that decide a manifest, so changing e.g. the output stride keeps it."""
-    dataset = dataset_config(wildcards)
-    return {key: dataset[key] for key in ("adapter", "metadata", "images", "masks") if key in dataset}
+    return manifest_settings(dataset_config(wildcards))
 
 
 def synthetic_root(wildcards):
@@ -41,12 +44,8 @@ def synthetic_root(wildcards):
 
 
 def metadata_files(wildcards):
-    """The WSOL metadata files of one split, so an edit to them rebuilds the manifest."""
-    dataset = dataset_config(wildcards)
-    if dataset["adapter"] != "wsol":
-        return []
-    folder = Path(dataset["metadata"]) / wildcards.split
-    return sorted(str(path) for path in folder.glob("*.txt"))
+    """The metadata files of one split, so an edit to them rebuilds the manifest."""
+    return source_files(dataset_config(wildcards), wildcards.split)
 
 
 def backbone_checkpoint(wildcards):
@@ -81,10 +80,31 @@ def eval_shards(wildcards):
 
 
 def representer_file(wildcards):
-    """w* is an input of the method's maps only; baselines never wait for it."""
-    if wildcards.variant == "rps":
-        return f"results/{wildcards.dataset}/{wildcards.backbone}/representer.h5"
-    return []
+    """The w* a map variant uses: its own dataset's, or a base dataset's for transfer;
+    baselines never wait for one."""
+    variant = parse_variant(wildcards.variant)
+    if not variant.needs_representer:
+        return []
+    source = variant.base_dataset or wildcards.dataset
+    return representer_path(source, wildcards.backbone, variant.representer_selection)
+
+
+def representer_path(dataset, backbone, selection="global"):
+    return f"results/{dataset}/{backbone}/representer/{selection}.h5"
+
+
+def representer_settings(wildcards):
+    classwise, ratio = parse_selection(wildcards.selection)
+    seed = dataset_config(wildcards).get("sampling_seed", 0)
+    return {"classwise": classwise, "sampling_ratio": ratio, "seed": seed}
+
+
+def predictions_file(wildcards):
+    """A classifier's top-5 predictions, for the variant that picks w*_k by top-1."""
+    if parse_variant(wildcards.variant).class_source != "top1":
+        return []
+    classifier = dataset_config(wildcards)["classifier"]
+    return f"results/{wildcards.dataset}/classifiers/{classifier}/{wildcards.split}.h5"
 
 
 def split_results(dataset):
@@ -104,6 +124,19 @@ def split_results(dataset):
                     "summary": f"{prefix}/metrics/{split}.json",
                 })
     return results
+
+
+def manifest_splits(wildcards):
+    settings = dataset_config(wildcards)
+    return [settings["train_split"], *settings["eval_splits"]]
+
+
+def skipped_lists(wildcards):
+    """The images each manifest left out, for the training and evaluated splits in order."""
+    return [
+        f"results/{wildcards.dataset}/manifest/{split}.skipped.csv"
+        for split in manifest_splits(wildcards)
+    ]
 
 
 def summary_inputs(wildcards):
@@ -134,9 +167,53 @@ def overlay_inputs(wildcards):
     }
 
 
+def explained(dataset):
+    """Explanations exist for datasets whose variants include the method's global w*."""
+    settings = config["datasets"][dataset]
+    return "rps" in settings["variants"] and bool(settings["eval_splits"])
+
+
+def explanation_outputs(dataset):
+    settings = config["datasets"][dataset]
+    if not explained(dataset):
+        return []
+    split = settings["eval_splits"][-1]
+    outputs = [
+        f"results/{dataset}/figures/selection.png",
+        f"results/{dataset}/figures/representer_values.png",
+    ]
+    for backbone in settings["backbones"]:
+        folder = f"results/{dataset}/{backbone}/explanations"
+        outputs += [f"{folder}/training_images.csv", f"{folder}/{split}.h5"]
+    return outputs
+
+
+def selection_curves(wildcards):
+    settings = dataset_config(wildcards)
+    split = settings["eval_splits"][-1]
+    return {
+        backbone: f"results/{wildcards.dataset}/{backbone}/explanations/selection-{split}.csv"
+        for backbone in settings["backbones"]
+    }
+
+
 def dataset_outputs(dataset):
+    """What a dataset's target builds: its summary, figures and explanations, or, for a
+    dataset that only serves as a base for w* (no evaluated splits), its w*."""
+    settings = config["datasets"][dataset]
+    if not settings["eval_splits"]:
+        return [representer_path(dataset, backbone) for backbone in settings["backbones"]]
     return [
         f"results/{dataset}/summary.csv",
         f"results/{dataset}/figures/box_accuracy.png",
         f"results/{dataset}/figures/overlays.png",
+        *explanation_outputs(dataset),
+    ]
+
+
+def all_summaries(wildcards):
+    return [
+        f"results/{name}/summary.csv"
+        for name, settings in config["datasets"].items()
+        if settings["eval_splits"]
     ]

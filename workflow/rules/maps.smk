@@ -3,6 +3,7 @@ rule maps:
     input:
         shards=eval_shards,
         representer=representer_file,
+        predictions=predictions_file,
     output:
         "results/{dataset}/{backbone}/{variant}/maps/{split}.h5",
     conda:

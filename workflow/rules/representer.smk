@@ -1,14 +1,17 @@
 rule representer:
-    """w*, c, and every training image's representer vector and values (METHOD.md section 1)."""
+    """w* (global or per class, from all or a sampled subset of the training images) and every
+    kept training image's representer vector and values (METHOD.md section 1)."""
     input:
         train_shards,
     output:
-        "results/{dataset}/{backbone}/representer.h5",
+        "results/{dataset}/{backbone}/representer/{selection}.h5",
+    params:
+        settings=representer_settings,
     conda:
         "../../environment.yml"
     log:
-        "logs/{dataset}/{backbone}/representer.log",
+        "logs/{dataset}/{backbone}/representer/{selection}.log",
     benchmark:
-        "benchmarks/{dataset}/{backbone}/representer.tsv"
+        "benchmarks/{dataset}/{backbone}/representer/{selection}.tsv"
     script:
         "../scripts/representer.py"

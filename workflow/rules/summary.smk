@@ -1,12 +1,16 @@
 rule summary:
-    """One row per backbone, variant and split, every number labelled with its protocol."""
+    """One row per backbone, variant and split, every number labelled with its protocol;
+    the images every split left out (`on_bad_image: skip`) gathered in skipped.csv."""
     input:
         summary_inputs,
+        skipped=skipped_lists,
     output:
         "results/{dataset}/summary.csv",
+        skipped="results/{dataset}/skipped.csv",
     params:
         results=lambda wildcards: split_results(wildcards.dataset),
         threshold_split=lambda wildcards: dataset_config(wildcards).get("threshold_split"),
+        splits=manifest_splits,
     conda:
         "../../environment.yml"
     log:
@@ -52,3 +56,21 @@ rule overlay_figure:
         "benchmarks/{dataset}/figures/overlays.tsv"
     script:
         "../scripts/overlay_figure.py"
+
+
+rule tables:
+    """The paper-style table across every configured experiment: rows backbone x variant,
+    columns dataset x metric, on each dataset's last evaluated split."""
+    input:
+        all_summaries,
+    output:
+        csv="results/tables/summary.csv",
+        markdown="results/tables/summary.md",
+    conda:
+        "../../environment.yml"
+    log:
+        "logs/tables.log",
+    benchmark:
+        "benchmarks/tables.tsv"
+    script:
+        "../scripts/tables.py"

@@ -7,5 +7,6 @@ with to_log(snakemake.log[0]):
         eval_shards=list(snakemake.input.shards),
         out=snakemake.output[0],
         representer=snakemake.input.representer or None,
+        predictions=snakemake.input.predictions or None,
         provenance={"split": snakemake.wildcards.split},
     )

@@ -10,4 +10,5 @@ with to_log(snakemake.log[0]):
         out_summary=snakemake.output.summary,
         interval=snakemake.params.interval,
         iou_thresholds=snakemake.params.iou_thresholds,
+        workers=snakemake.threads,
     )

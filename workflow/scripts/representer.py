@@ -2,4 +2,6 @@ from rpsloc.logging import to_log
 from rpsloc.representer import write_representer
 
 with to_log(snakemake.log[0]):
-    write_representer(train_shards=list(snakemake.input), out=snakemake.output[0])
+    write_representer(
+        train_shards=list(snakemake.input), out=snakemake.output[0], **snakemake.params.settings
+    )
