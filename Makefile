@@ -20,7 +20,9 @@ demo: $(INSTALLED)
 	@echo "Results: results/demo/summary.csv and results/demo/figures/"
 
 report: demo
-	$(BIN)/snakemake --cores $(CORES) demo --report results/report.html
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+	@echo "Report: results/report.html"
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -9,11 +9,16 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/manifest.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/representer.smk"
+include: "workflow/rules/classify.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/explanations.smk"

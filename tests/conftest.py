@@ -165,3 +165,21 @@ def offline_run(tmp_path_factory) -> Path:
     env = {**os.environ, "PYTHONPATH": path, "RPSLOC_SOCKET_GUARD": str(guard)}
     run_snakemake(workdir, reliability_config(), *RELIABILITY_TARGETS, env=env)
     return workdir
+
+
+def report_config() -> dict:
+    """The run the report, browser and CLI tests share: the fixture backbone, the method and
+    one baseline, two evaluated splits (the last one explained)."""
+    config = tiny_config(backbones=["fixture"], variants=["rps", "caam"])
+    config["datasets"] = {"tiny": config["datasets"]["tiny"]}
+    return config
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory) -> Path:
+    """One complete run of `report_config` (every target) followed by
+    `snakemake --report results/report.html`, as `make report` does."""
+    workdir = tmp_path_factory.mktemp("report")
+    run_snakemake(workdir, report_config())
+    run_snakemake(workdir, report_config(), "--report", "results/report.html")
+    return workdir

@@ -13,6 +13,7 @@ from PIL import Image
 from rpsloc.datasets import (
     ADAPTERS,
     ImageRecord,
+    ReadOptions,
     build_manifest,
     read_manifest,
     write_manifest,
@@ -21,6 +22,8 @@ from rpsloc.datasets import (
 from rpsloc.errors import InputError
 
 # ----------------------------------------------------------------------------- real metadata
+
+NO_FILES = ReadOptions(check_files=False)  # the real images are not on disk
 
 # split -> (images, boxes or mask instances, number of classes)
 REAL_SPLITS = {
@@ -46,7 +49,7 @@ def wsol_metadata() -> Path:
 @functools.cache
 def _real_records(root: Path, split: str) -> list[ImageRecord]:
     """Records of a real split, parsed once per test session; no image is on disk."""
-    return wsol_records(root / split, Path("/images"), check_files=False)
+    return wsol_records(root / split, Path("/images"), options=NO_FILES)
 
 
 @pytest.mark.parametrize("split", sorted(REAL_SPLITS))
@@ -81,7 +84,7 @@ def test_the_first_ilsvrc_test_record_matches_its_metadata_lines(wsol_metadata):
 
 def test_openimages_mask_paths_are_relative_to_the_mask_root(wsol_metadata):
     records = wsol_records(
-        wsol_metadata / "OpenImages/val", Path("/img"), Path("/masks"), check_files=False
+        wsol_metadata / "OpenImages/val", Path("/img"), Path("/masks"), options=NO_FILES
     )
     first = records[0]
     assert first.mask_paths == (Path("/masks/val/01226z/32fdab44f6e415f1_m01226z_7dab3053.png"),)
@@ -90,7 +93,7 @@ def test_openimages_mask_paths_are_relative_to_the_mask_root(wsol_metadata):
 
 def test_parsing_the_50000_ilsvrc_test_images_takes_under_two_seconds(wsol_metadata):
     start = time.process_time()  # CPU time: robust to other processes sharing the machine
-    wsol_records(wsol_metadata / "ILSVRC/test", Path("/images"), check_files=False)
+    wsol_records(wsol_metadata / "ILSVRC/test", Path("/images"), options=NO_FILES)
     assert time.process_time() - start < 2.0
 
 
@@ -126,7 +129,7 @@ def tiny(tmp_path) -> Path:
 
 
 def _records(tiny: Path, **kwargs) -> list[ImageRecord]:
-    return wsol_records(tiny / "meta", tiny / "img", **kwargs)
+    return wsol_records(tiny / "meta", tiny / "img", options=ReadOptions(**kwargs))
 
 
 def test_a_valid_split_gives_one_record_per_image_with_all_its_boxes(tiny):
@@ -210,7 +213,7 @@ def test_an_absolute_id_is_an_error(tiny):
 
 def test_a_missing_image_file_is_an_error_naming_the_id_and_path(tiny):
     (tiny / "img" / "a/2.jpg").unlink()
-    with pytest.raises(InputError, match=r"image a/2.jpg .*file not found: .*img/a/2.jpg"):
+    with pytest.raises(InputError, match=r"line 2: image a/2.jpg: file not found: .*img/a/2.jpg"):
         _records(tiny)
 
 
@@ -232,9 +235,9 @@ def test_sizes_are_read_from_image_headers_when_image_sizes_is_empty(tiny):
 
 def test_a_listed_size_that_disagrees_with_the_image_header_is_an_error_when_checked(tiny):
     _write(tiny / "meta", {"image_sizes.txt": "a/1.jpg,40,30\na/2.jpg,50,21\nb/3.jpg,30,30"})
-    assert _records(tiny)[1].height == 21  # headers are not read by default
+    assert _records(tiny, check_images="none")[1].height == 21  # no header read
     with pytest.raises(InputError, match=r"image_sizes.txt, line 2: size of a/2.jpg is 50x21"):
-        _records(tiny, read_sizes_from_images=True)
+        _records(tiny)  # check_images="header", the default
 
 
 def test_openimages_style_localization_gives_mask_and_ignore_paths(tiny):
@@ -249,7 +252,7 @@ def test_openimages_style_localization_gives_mask_and_ignore_paths(tiny):
             "a/2.jpg,a/2_m0.png,\nb/3.jpg,b/3_m0.png,"
         },
     )
-    first, second, _ = wsol_records(tiny / "meta", tiny / "img", masks)
+    first, second, _ = wsol_records(tiny / "meta", tiny / "img", masks)  # default options
     assert first.mask_paths == (masks.absolute() / "a/1_m0.png", masks.absolute() / "a/1_m1.png")
     assert first.ignore_path == masks.absolute() / "a/1_ignore.png"
     assert second.ignore_path is None and len(second.boxes) == 0

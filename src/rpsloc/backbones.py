@@ -28,22 +28,29 @@ from rpsloc.errors import CheckpointError, InputError
 from rpsloc.io import file_sha256
 
 __all__ = [
+    "ARCH_OPTIONS",
     "BACKBONES",
     "CHECKPOINT_FORMATS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "BasicBlock",
     "Bottleneck",
     "CCAMResNet50",
     "CheckpointFormat",
     "ColourfulnessFixture",
     "LoadReport",
     "ResNet50",
+    "ResNetSmall",
     "VGG16",
     "VisionTransformer",
     "apply_checkpoint_state",
+    "arch_options",
     "build_backbone",
     "check_checkpoint",
+    "fit_checkpoint",
     "load_checkpoint_state",
+    "read_checkpoint",
+    "require_checkpoint_file",
 ]
 
 logger = logging.getLogger("rpsloc.backbones")
@@ -172,6 +179,87 @@ class CCAMResNet50(ResNet50):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x3 = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return torch.cat([x3, self.layer4(x3)], dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Small ResNet (torchvision's BasicBlock names; width and depth configurable)
+# --------------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: 3x3 (carries the stride) -> 3x3, expansion 1."""
+
+    expansion = 1
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNetSmall(nn.Module):
+    """A BasicBlock ResNet of configurable size, for backbones pretrained here (rpsloc.pretrain).
+
+    torchvision's stem and names (`conv1`, `bn1`, `layerN.M.*`); the four stages have `width`,
+    2, 4 and 8 x `width` channels and `depth` blocks each, so `width=64, depth=2` is exactly
+    torchvision's ResNet-18. Features = layer4 output; output stride as for ResNet-50.
+    """
+
+    arch = "resnet_small"
+
+    def __init__(self, output_stride: int = 32, width: int = 32, depth: int = 1) -> None:
+        super().__init__()
+        _check_stride(self.arch, output_stride, tuple(RESNET_LAYER_STRIDES))
+        if width < 1 or depth < 1:
+            raise InputError(
+                f"backbone {self.arch!r}: width and depth must be >= 1, got {width}, {depth}"
+            )
+        strides = RESNET_LAYER_STRIDES[output_stride]
+        self.output_stride = output_stride
+        self.feature_dim = 8 * width
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(width, depth, strides[0])
+        self.layer2 = self._make_layer(2 * width, depth, strides[1])
+        self.layer3 = self._make_layer(4 * width, depth, strides[2])
+        self.layer4 = self._make_layer(8 * width, depth, strides[3])
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
+            )
+        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,11 +437,26 @@ class VisionTransformer(nn.Module):
         patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).reshape(1, -1, dim)
         return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens with the CLS token in front, plus (interpolated) position embeddings."""
         b, _, w, h = x.shape
         tokens = self.patch_embed(x)
         tokens = torch.cat((self.cls_token.expand(b, -1, -1), tokens), dim=1)
-        tokens = tokens + self.interpolate_pos_encoding(tokens, w, h)
+        return tokens + self.interpolate_pos_encoding(tokens, w, h)
+
+    def get_intermediate_layers(self, x: torch.Tensor, n: int = 1) -> list[torch.Tensor]:
+        """DINO's: the final-LayerNorm tokens (CLS first) after each of the last `n` blocks."""
+        tokens = self.prepare_tokens(x)
+        output = []
+        for i, blk in enumerate(self.blocks):
+            tokens = blk(tokens)
+            if len(self.blocks) - i <= n:
+                output.append(self.norm(tokens))
+        return output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, w, h = x.shape
+        tokens = self.prepare_tokens(x)
         for blk in self.blocks:
             tokens = blk(tokens)
         patches = F.relu(self.norm(tokens)[:, 1:])
@@ -396,6 +499,7 @@ class ColourfulnessFixture(nn.Module):
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet50": ResNet50,
     "ccam": CCAMResNet50,
+    ResNetSmall.arch: ResNetSmall,
     "vgg16": VGG16,
     "vit_s16": partial(VisionTransformer, 16, 384, 12, 6, arch="vit_s16"),
     "vit_s8": partial(VisionTransformer, 8, 384, 12, 6, arch="vit_s8"),
@@ -405,6 +509,22 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 _FIXTURES = {ColourfulnessFixture.arch}
+
+#: Config keys that size an architecture, passed to its factory (schema: `backbone`).
+ARCH_OPTIONS: dict[str, tuple[str, ...]] = {ResNetSmall.arch: ("width", "depth")}
+
+
+def arch_options(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture-sizing keys of a backbone config entry; an error for keys `arch` lacks."""
+    allowed = ARCH_OPTIONS.get(arch, ())
+    every = {key for keys in ARCH_OPTIONS.values() for key in keys}
+    wrong = sorted(key for key in every - set(allowed) if key in config)
+    if wrong:
+        raise InputError(
+            f"backbone {arch!r} takes no {', '.join(wrong)}: those keys size only the "
+            f"architectures {sorted(ARCH_OPTIONS)}"
+        )
+    return {key: config[key] for key in allowed if key in config}
 
 
 def _factory(arch: str) -> Callable[..., nn.Module]:
@@ -459,6 +579,12 @@ CHECKPOINT_FORMATS: dict[str, CheckpointFormat] = {
         CheckpointFormat(
             "dawsol", "state_dict_extractor", "", "zh460045050/DA-WSOL_CVPR2022 (DA-WSOL)"
         ),
+        CheckpointFormat(
+            "dataparallel",
+            None,
+            "module.",
+            "any model saved from nn.DataParallel (e.g. CUB-trained ResNet-50 classifiers)",
+        ),
     )
 }
 
@@ -490,13 +616,16 @@ class LoadReport:
     path: str = ""
     arch: str = ""
     defaulted_keys: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "backbone"  # what the tensors are: "backbone", "classifier", "linear head"
 
     def summary(self) -> str:
         """A few lines for humans: file, hash, format, counts and the first ignored keys."""
         lines = [
             f"checkpoint {self.path}",
             f"  sha256 {self.checkpoint_sha256}",
-            f"  format {self.format}, arch {self.arch}: {self.n_loaded} backbone tensors loaded",
+            f"  format {self.format}, arch {self.arch}{_described(self.options)}: "
+            f"{self.n_loaded} {self.kind} tensors loaded",
         ]
         if self.defaulted_keys:
             lines.append(
@@ -505,9 +634,13 @@ class LoadReport:
             )
         lines.append(
             f"  {len(self.ignored_keys)} checkpoint entries ignored (heads, or outside the "
-            f"backbone prefix){_first(self.ignored_keys)}"
+            f"{self.kind} prefix){_first(self.ignored_keys)}"
         )
         return "\n".join(lines)
+
+
+def _described(options: Mapping[str, Any]) -> str:
+    return f" ({', '.join(f'{k} {v}' for k, v in options.items())})" if options else ""
 
 
 def _first(keys: list[str], n: int = 5) -> str:
@@ -517,24 +650,44 @@ def _first(keys: list[str], n: int = 5) -> str:
     return ": " + ", ".join(keys[:n]) + more
 
 
-def _publishers(arch: str, checkpoint_format: str) -> str:
+def _publishers(checkpoint_format: str, formats: Mapping[str, CheckpointFormat]) -> str:
     name = FORMAT_ALIASES.get(checkpoint_format, checkpoint_format)
-    if name in CHECKPOINT_FORMATS:
-        publisher = CHECKPOINT_FORMATS[name].published_by
-        return f"{checkpoint_format} checkpoints are published by {publisher}"
+    if name in formats:
+        return f"{checkpoint_format} checkpoints are published by {formats[name].published_by}"
     return "checkpoints of the supported formats are published by: " + "; ".join(
-        f"{f.name}: {f.published_by}" for f in CHECKPOINT_FORMATS.values()
+        f"{f.name}: {f.published_by}" for f in formats.values()
     )
 
 
-def _read_checkpoint(path: Path, arch: str, checkpoint_format: str) -> Any:
-    """torch.load with weights_only=True; anything beyond tensors and SAFE_GLOBALS is refused."""
+def require_checkpoint_file(
+    path: str | Path,
+    arch: str,
+    checkpoint_format: str = "auto",
+    formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
+    key: str = "backbone `weights`",
+) -> Path:
+    """`path` if it is a file; else a `CheckpointError` naming the file, the config `key` that
+    expects it and the projects that publish the format (nothing is downloaded)."""
+    path = Path(path)
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise CheckpointError(
-            f"checkpoint file {path} {what}: the config's backbone `weights` for arch {arch!r} "
-            f"expects it there. Nothing is downloaded; {_publishers(arch, checkpoint_format)}."
+            f"checkpoint file {path} {what}: the config's {key} for arch {arch!r} expects it "
+            f"there. Nothing is downloaded; {_publishers(checkpoint_format, formats)}."
         )
+    return path
+
+
+def read_checkpoint(
+    path: str | Path,
+    arch: str,
+    checkpoint_format: str = "auto",
+    formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
+    key: str = "backbone `weights`",
+) -> Any:
+    """torch.load with weights_only=True; anything beyond tensors and SAFE_GLOBALS is refused.
+    A missing file is reported by `require_checkpoint_file`."""
+    path = require_checkpoint_file(path, arch, checkpoint_format, formats, key)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -555,10 +708,10 @@ def _read_checkpoint(path: Path, arch: str, checkpoint_format: str) -> Any:
         raise CheckpointError(f"checkpoint {path} could not be read by torch.load: {exc}") from exc
 
 
-def _expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(arch: str, options: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """Every parameter and buffer the architecture needs, with its shape (built on `meta`)."""
     with torch.device("meta"):
-        model = _factory(arch)()
+        model = _factory(arch)(**options)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -571,6 +724,7 @@ class _Fit:
     missing: list[str]
     unexpected: list[str]
     misshaped: list[str]
+    kind: str = "backbone"
 
     @property
     def ok(self) -> bool:
@@ -580,14 +734,16 @@ class _Fit:
         container = "the file itself" if self.fmt.container is None else repr(self.fmt.container)
         return (
             f"checkpoint {path} as format {self.fmt.name} (container {container}, prefix "
-            f"{self.fmt.prefix!r}): {len(self.state)} of {n_expected} backbone tensors match; "
+            f"{self.fmt.prefix!r}): {len(self.state)} of {n_expected} {self.kind} tensors match; "
             f"{len(self.missing)} missing{_first(self.missing)}; "
             f"{len(self.unexpected)} unexpected{_first(self.unexpected)}; "
             f"{len(self.misshaped)} with the wrong shape{_first(self.misshaped)}"
         )
 
 
-def _fit(raw: Any, fmt: CheckpointFormat, expected: Mapping[str, tuple[int, ...]]) -> _Fit | None:
+def _fit(
+    raw: Any, fmt: CheckpointFormat, expected: Mapping[str, tuple[int, ...]], kind: str
+) -> _Fit | None:
     """Strip container and prefix, and compare with the architecture; None if not applicable."""
     if not isinstance(raw, Mapping):
         return None
@@ -621,23 +777,38 @@ def _fit(raw: Any, fmt: CheckpointFormat, expected: Mapping[str, tuple[int, ...]
     absent = [k for k in expected if k not in state and k not in wrong]
     defaulted = [k for k in absent if k.endswith("num_batches_tracked")]
     missing = [fmt.prefix + k for k in absent if not k.endswith("num_batches_tracked")]
-    return _Fit(fmt, state, ignored, defaulted, missing, unexpected, misshaped)
+    return _Fit(fmt, state, ignored, defaulted, missing, unexpected, misshaped, kind)
 
 
-def _resolve_format(checkpoint_format: str) -> CheckpointFormat | None:
+def _resolve_format(
+    checkpoint_format: str, formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS
+) -> CheckpointFormat | None:
     if checkpoint_format == "auto":
         return None
     name = FORMAT_ALIASES.get(checkpoint_format, checkpoint_format)
-    if name not in CHECKPOINT_FORMATS:
+    if name not in formats:
+        aliases = [alias for alias, target in FORMAT_ALIASES.items() if target in formats]
         raise InputError(
             f"unknown checkpoint_format {checkpoint_format!r}; expected 'auto' or one of "
-            f"{sorted([*CHECKPOINT_FORMATS, *FORMAT_ALIASES])}"
+            f"{sorted([*formats, *aliases])}"
         )
-    return CHECKPOINT_FORMATS[name]
+    return formats[name]
+
+
+def _recorded_options(raw: Any, arch: str) -> dict[str, Any]:
+    """The `arch_options` a checkpoint records for `arch` (rpsloc.pretrain writes them)."""
+    if isinstance(raw, Mapping) and raw.get("arch") == arch:
+        recorded = raw.get("arch_options", {})
+        if isinstance(recorded, Mapping):
+            return {str(key): value for key, value in recorded.items()}
+    return {}
 
 
 def load_checkpoint_state(
-    path: Path, arch: str, checkpoint_format: str = "auto"
+    path: Path,
+    arch: str,
+    checkpoint_format: str = "auto",
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """The backbone state dict of a checkpoint, checked strictly against `arch` (METHOD.md 4).
 
@@ -645,15 +816,39 @@ def load_checkpoint_state(
     parameter and buffer must then be present with the right shape (BatchNorm's
     `num_batches_tracked` may be absent); only heads (`fc`, `head`, projector, predictor,
     classifier) may be missing or extra, and keys outside the prefix are ignored. With "auto"
-    every applicable format is tried and exactly one must fit. Raises `CheckpointError`.
+    every applicable format is tried and exactly one must fit. `options` size a configurable
+    architecture (ARCH_OPTIONS); None takes those the checkpoint records, else the defaults.
+    Raises `CheckpointError`.
     """
     path = Path(path)
     _factory(arch)
-    fmt = _resolve_format(checkpoint_format)
-    raw = _read_checkpoint(path, arch, checkpoint_format)
-    expected = _expected_shapes(arch)
+    _resolve_format(checkpoint_format)
+    raw = read_checkpoint(path, arch, checkpoint_format)
+    if options is None:
+        options = _recorded_options(raw, arch)
+    options = arch_options(arch, options)
+    expected = _expected_shapes(arch, options)
+    return fit_checkpoint(raw, path, arch, expected, checkpoint_format, options=options)
+
+
+def fit_checkpoint(
+    raw: Any,
+    path: Path,
+    arch: str,
+    expected: Mapping[str, tuple[int, ...]],
+    checkpoint_format: str = "auto",
+    formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
+    kind: str = "backbone",
+    options: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """The state dict of a checkpoint `raw` (read from `path`) that fits the parameter and
+    buffer shapes `expected` of `arch`, in `checkpoint_format` or, with "auto", in exactly one
+    of `formats` (the rules of `load_checkpoint_state`). `kind` names the tensors in messages.
+    Raises `CheckpointError`."""
+    path = Path(path)
+    fmt = _resolve_format(checkpoint_format, formats)
     if fmt is not None:
-        fit = _fit(raw, fmt, expected)
+        fit = _fit(raw, fmt, expected, kind)
         if fit is None:
             top = list(raw)[:10] if isinstance(raw, Mapping) else type(raw).__name__
             raise CheckpointError(
@@ -665,12 +860,12 @@ def load_checkpoint_state(
                 f"{fit.describe(path, len(expected))}; only heads may be missing or extra"
             )
     else:
-        fits = [f for f in (_fit(raw, x, expected) for x in CHECKPOINT_FORMATS.values()) if f]
+        fits = [f for f in (_fit(raw, x, expected, kind) for x in formats.values()) if f]
         good = [f for f in fits if f.ok]
         if len(good) > 1:
             raise CheckpointError(
                 f"checkpoint {path} fits several formats for arch {arch!r}: "
-                f"{[f.fmt.name for f in good]}; set the backbone's checkpoint_format to the "
+                f"{[f.fmt.name for f in good]}; set the {kind}'s checkpoint_format to the "
                 "project that published it"
             )
         if not good:
@@ -678,7 +873,7 @@ def load_checkpoint_state(
             if not fits:
                 raise CheckpointError(
                     f"checkpoint {path} matches no known format's container and prefix "
-                    f"(top-level entries: {top}); known formats: {sorted(CHECKPOINT_FORMATS)}"
+                    f"(top-level entries: {top}); known formats: {sorted(formats)}"
                 )
             best = max(fits, key=lambda f: len(f.state))
             raise CheckpointError(
@@ -695,6 +890,8 @@ def load_checkpoint_state(
         path=str(path),
         arch=arch,
         defaulted_keys=fit.defaulted,
+        options=dict(options or {}),
+        kind=kind,
     )
     return fit.state, report
 
@@ -708,12 +905,17 @@ def apply_checkpoint_state(model: nn.Module, state: Mapping[str, torch.Tensor]) 
     model.load_state_dict(full, strict=True)
 
 
-def check_checkpoint(path: Path, arch: str, checkpoint_format: str = "auto") -> LoadReport:
+def check_checkpoint(
+    path: Path,
+    arch: str,
+    checkpoint_format: str = "auto",
+    options: Mapping[str, Any] | None = None,
+) -> LoadReport:
     """Load a checkpoint into `arch` strictly without running anything; for `rpsloc weights
     check` (METHOD.md 4). Raises `CheckpointError` when it does not fit."""
-    state, report = load_checkpoint_state(Path(path), arch, checkpoint_format)
+    state, report = load_checkpoint_state(Path(path), arch, checkpoint_format, options)
     with torch.device("meta"):
-        model = _factory(arch)()
+        model = _factory(arch)(**report.options)
     full = dict(state)
     for key in report.defaulted_keys:
         full[key] = torch.zeros((), dtype=torch.long)
@@ -731,10 +933,11 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
 
     `config`: `arch` (a key of BACKBONES), `weights` ("random" or a checkpoint path; the test
     fixture takes "random" or "none"), `checkpoint_format` ("auto" or a format name), `seed`
-    (random init: torchvision's init under `torch.manual_seed(seed)`, same seed same weights).
+    (random init: torchvision's init under `torch.manual_seed(seed)`, same seed same weights),
+    and the arch's sizing keys (ARCH_OPTIONS, e.g. `width` and `depth` of `resnet_small`).
     """
     arch = str(config.get("arch", ""))
-    factory = _factory(arch)
+    factory = partial(_factory(arch), **arch_options(arch, config))
     weights = str(config.get("weights", "random"))
     checkpoint_format = str(config.get("checkpoint_format", "auto"))
     seed = config.get("seed", 0)
@@ -755,7 +958,9 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
             model = factory(output_stride=output_stride)
         fmt_name = "random"
     else:
-        state, report = load_checkpoint_state(Path(weights), arch, checkpoint_format)
+        state, report = load_checkpoint_state(
+            Path(weights), arch, checkpoint_format, arch_options(arch, config)
+        )
         with torch.device("meta"):
             model = factory(output_stride=output_stride)
         model.to_empty(device="cpu")
@@ -770,5 +975,6 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
         "checkpoint_sha256": sha,
         "checkpoint_format": fmt_name,
         "seed": seed,
+        **arch_options(arch, config),
     }
     return model

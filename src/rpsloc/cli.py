@@ -1,5 +1,6 @@
 """The `rpsloc` command: generate the synthetic set, inspect stage outputs, evaluate anyone's
-score maps with the benchmark's protocol, check a checkpoint before a long run."""
+score maps with the benchmark's protocol, check a checkpoint before a long run, print a
+summary and draw one image's results."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cam-curve-interval", type=float, default=0.01)
     evaluate.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70])
     evaluate.add_argument("--mask-root", type=Path, default=None)
+    evaluate.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the images (same numbers)"
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="JSON file to write")
     evaluate.set_defaults(run=_evaluate)
 
@@ -71,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print a dataset's summary table")
     summary.add_argument("results", type=Path, help="results/<dataset> folder")
     summary.set_defaults(run=_summary)
+
+    show = commands.add_parser(
+        "show", help="draw one evaluated image: its overlay and its representer gallery"
+    )
+    show.add_argument("--results", type=Path, required=True, help="results/<dataset> folder")
+    show.add_argument("--image", required=True, help="image id as in the manifest")
+    show.add_argument("--backbone", default=None, help="default: the only backbone there")
+    show.add_argument("--variant", default="rps", help="map variant (default: rps)")
+    show.add_argument("--split", default=None, help="default: the split listing the image")
+    show.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG files")
+    show.set_defaults(run=_show)
     return parser
 
 
@@ -140,6 +155,7 @@ def _evaluate(arguments: argparse.Namespace) -> int:
         interval=arguments.cam_curve_interval,
         iou_thresholds=arguments.iou,
         mask_root=arguments.mask_root,
+        workers=arguments.workers,
     )
     write_json_atomic(result, arguments.out)
     print(json.dumps(result, indent=2, sort_keys=True))
@@ -162,6 +178,22 @@ def _summary(arguments: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{path}: no summary yet; run the workflow for this dataset")
     with pd.option_context("display.max_columns", None, "display.width", 200):
         print(pd.read_csv(path).to_string(index=False))
+    return 0
+
+
+def _show(arguments: argparse.Namespace) -> int:
+    from rpsloc.gallery import show_image
+
+    written = show_image(
+        arguments.results,
+        arguments.image,
+        arguments.out,
+        backbone=arguments.backbone,
+        variant=arguments.variant,
+        split=arguments.split,
+    )
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

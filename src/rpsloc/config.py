@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rpsloc.backbones import require_checkpoint_file
+from rpsloc.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import check_dataset, dataset_settings
 from rpsloc.errors import InputError
 from rpsloc.variants import parse_variant
@@ -42,6 +44,39 @@ def check_config(config: Mapping[str, Any]) -> None:
                     f"config: {where}.backbones names '{backbone}', which is not a "
                     f"key of backbones ({sorted(config['backbones'])})"
                 )
+        classifiers = config.get("classifiers", {})
+        if "classifier" in dataset and dataset["classifier"] not in classifiers:
+            raise InputError(
+                f"config: {where}.classifier names '{dataset['classifier']}', which is not a "
+                f"key of classifiers ({sorted(classifiers)})"
+            )
+    for name, classifier in config.get("classifiers", {}).items():
+        try:
+            classifier_settings(classifier)
+        except InputError as error:
+            raise InputError(f"config: classifiers.{name}: {error}") from error
+
+
+def check_checkpoint_files(config: Mapping[str, Any]) -> None:
+    """Every checkpoint file the configured datasets need exists: backbone `weights` and their
+    classifier's files. Run before the workflow builds any job, so a missing file is a
+    `CheckpointError` naming the file, its config key and who publishes the format, not a
+    failure hours later (METHOD.md 4). Random inits (and the fixtures' "none") need no file;
+    `weights: pretrain` gets its file from the pretrain stage."""
+    for dataset in config["datasets"].values():
+        for backbone_name in dataset["backbones"]:
+            backbone = config["backbones"][backbone_name]
+            if backbone["weights"] not in ("random", "none", "pretrain"):
+                require_checkpoint_file(
+                    backbone["weights"],
+                    backbone["arch"],
+                    backbone.get("checkpoint_format", "auto"),
+                    key=f"backbones.{backbone_name}.weights",
+                )
+        if "classifier" in dataset:
+            classifier = dataset["classifier"]
+            settings = classifier_settings(config["classifiers"][classifier])
+            checkpoint_files(settings, f"classifiers.{classifier}")
 
 
 def _check_variant(config: Mapping[str, Any], name: str, variant_name: str) -> None:

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
+from rpsloc.classifiers import read_top5, top_k_loc
 from rpsloc.datasets import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.features import iter_eval_shards
@@ -44,6 +46,16 @@ PROTOCOLS = (
     Protocol("benchmark_largest", multi_contour=False, clip_to_image=True, first_threshold=0),
     Protocol("authors", multi_contour=False, clip_to_image=False, first_threshold=1),
 )
+
+
+@dataclass(frozen=True)
+class SplitDetails:
+    """What the report draws besides the tables: each image's best IoU at the benchmark
+    protocol's best threshold (IoU 50 when evaluated, else the first IoU; images without boxes
+    have none) and the pixel precision-recall curve behind PxAP (None without masks)."""
+
+    images: pd.DataFrame
+    precision_recall: pd.DataFrame | None
 
 
 def thresholds(interval: float) -> np.ndarray:
@@ -80,13 +92,19 @@ def evaluate_split(
     interval: float = 0.01,
     iou_thresholds: Sequence[int] = (30, 50, 70),
     workers: int = 1,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+    with_details: bool = False,
+    predictions: str | Path | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]] | tuple[pd.DataFrame, dict[str, Any], SplitDetails]:
     """BoxAcc per protocol, IoU and threshold (a tidy table) and the split's headline numbers,
-    for a maps file of the maps stage; `workers` processes share the images."""
+    for a maps file of the maps stage; `workers` processes share the images; `with_details`
+    adds the split's `SplitDetails`; a classify-stage `predictions` file adds Top-1, Top-5 and
+    GT-known Loc (`top_k_headline`)."""
     with open_h5(maps) as handle:
         map_ids = read_strings(handle["image_ids"])
         activations = handle["maps"][()]
         image_size = int(handle.attrs["image_size"])
+        labels = handle["labels"][()]
+    classes = None if predictions is None else (labels, read_top5(predictions, map_ids))
     records = {record.image_id: record for record in read_manifest(manifest)}
     return evaluate_activations(
         activations,
@@ -98,6 +116,8 @@ def evaluate_split(
         iou_thresholds,
         source=maps,
         workers=workers,
+        with_details=with_details,
+        classes=classes,
     )
 
 
@@ -111,13 +131,18 @@ def evaluate_activations(
     iou_thresholds: Sequence[int] = (30, 50, 70),
     source: str | Path = "maps",
     workers: int = 1,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+    with_details: bool = False,
+    classes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]] | tuple[pd.DataFrame, dict[str, Any], SplitDetails]:
     """Evaluate `(n, h, w)` activation maps, in features order, against the ground truth of
     the evaluation shards (boxes) and, when `records` are given, their masks (PxAP).
-    `workers` processes share the images; the numbers are the same for any number of them."""
+    `workers` processes share the images; the numbers are the same for any number of them.
+    `with_details` adds the split's `SplitDetails`; `classes` (labels `(n,)` and a
+    classifier's top-5 `(n, 5)`, in the maps' order) add Top-1/Top-5/GT-known Loc."""
     grid = thresholds(interval)
     with_masks = records is not None and any(r.mask_paths for r in records.values())
     images = []
+    boxed_ids = []
     position = 0
     for shard in iter_eval_shards(eval_shards, with_features=False):
         for image_id, boxes in zip(shard.image_ids, shard.boxes, strict=True):
@@ -127,9 +152,13 @@ def evaluate_activations(
                     f"{source}: map {position} is for {found!r} but the features list "
                     f"{image_id!r} there"
                 )
+            if not np.isfinite(activations[position]).all():
+                raise InputError(f"{source}: map of image {image_id!r} has non-finite values")
             masked = with_masks and bool(records[image_id].mask_paths)
             record = records[image_id] if masked else None
             images.append((activations[position], shard.crop_size, boxes, record))
+            if len(boxes):
+                boxed_ids.append(image_id)
             position += 1
     if position != len(image_ids):
         raise InputError(f"{source}: holds {len(image_ids)} maps, the features {position} images")
@@ -158,7 +187,32 @@ def evaluate_activations(
     if pixels is not None:
         summary["pxap"] = pixels.pxap()
         summary["piou"] = pixels.piou()
-    return table, summary
+    if classes is not None and boxed_ids:
+        row = {image_id: i for i, image_id in enumerate(image_ids)}
+        boxed = [row[image_id] for image_id in boxed_ids]
+        labels, top5 = classes
+        largest = accumulators["benchmark_largest"]
+        summary.update(top_k_headline(largest, labels[boxed], top5[boxed]))
+    if not with_details:
+        return table, summary
+    return table, summary, _details(accumulators["benchmark"], pixels, boxed_ids)
+
+
+def _details(
+    benchmark: BoxAccuracy, pixels: PixelPrecisionRecall | None, image_ids: Sequence[str]
+) -> SplitDetails:
+    images = pd.DataFrame({"image_id": list(image_ids)})
+    if benchmark.n_images:
+        iou = 50 if 50 in benchmark.iou_thresholds else benchmark.iou_thresholds[0]
+        row = benchmark.box_acc()[benchmark.iou_thresholds.index(iou)]
+        column = int(np.argmax(row))
+        images["threshold"] = round(float(benchmark.thresholds[column]), 6)
+        images["iou"] = benchmark.best_ious[:, column]
+    curve = None
+    if pixels is not None:
+        precision, recall = pixels.precision_recall()
+        curve = pd.DataFrame({"recall": recall, "precision": precision})
+    return SplitDetails(images, curve)
 
 
 def _evaluate_images(
@@ -180,7 +234,8 @@ def _evaluate_images(
         for protocol in PROTOCOLS
     }
     pixels = PixelPrecisionRecall(grid) if with_masks else None
-    for activation, crop_size, boxes, record in images:
+    progress = tqdm(images, desc="evaluating", unit="image", mininterval=5)
+    for activation, crop_size, boxes, record in progress:
         scores = score_map(activation, crop_size)
         for accumulator in accumulators.values():
             if len(boxes):
@@ -224,22 +279,58 @@ def _headline(
     return summary
 
 
+def top_k_headline(
+    largest: BoxAccuracy, labels: np.ndarray, top5: np.ndarray
+) -> dict[str, Any]:
+    """Top-1, Top-5 and GT-known Loc (METHOD.md 3) at the one threshold maximising BoxAcc at
+    IoU 50 of the largest-contour benchmark protocol (`benchmark_largest`, whose maximum is
+    MaxBoxAcc v1, so `gt_known_loc == max_box_acc_v1`), from its per-image best IoUs."""
+    if 50 not in largest.iou_thresholds:
+        raise InputError(
+            "config: evaluation.iou_thresholds must include 50 for Top-1/Top-5 Loc, found "
+            f"{list(largest.iou_thresholds)}"
+        )
+    column = int(np.argmax(largest.box_acc()[largest.iou_thresholds.index(50)]))
+    return {
+        **top_k_loc(largest.best_ious[:, column], labels, top5),
+        "loc_protocol": "benchmark_largest",
+        "loc_threshold": float(largest.thresholds[column]),
+    }
+
+
 def write_split_metrics(
     maps: str | Path,
     eval_shards: Sequence[str | Path],
     manifest: str | Path,
     out_table: str | Path,
     out_summary: str | Path,
+    out_images: str | Path,
+    out_curve: str | Path,
     interval: float = 0.01,
     iou_thresholds: Sequence[int] = (30, 50, 70),
     workers: int = 1,
+    predictions: str | Path | None = None,
 ) -> None:
-    """The metrics stage: per-threshold table (CSV) and headline numbers (JSON) of one split."""
-    table, summary = evaluate_split(
-        maps, eval_shards, manifest, interval, iou_thresholds, workers=workers
+    """The metrics stage: per-threshold table (CSV) and headline numbers (JSON) of one split,
+    its per-image best IoUs and its pixel precision-recall curve (CSV, no rows without masks);
+    with a classifier's `predictions`, Top-1/Top-5/GT-known Loc in the JSON."""
+    table, summary, details = evaluate_split(
+        maps,
+        eval_shards,
+        manifest,
+        interval,
+        iou_thresholds,
+        workers=workers,
+        with_details=True,
+        predictions=predictions,
     )
     write_csv_atomic(table, out_table)
     write_json_atomic(summary, out_summary)
+    write_csv_atomic(details.images, out_images)
+    curve = details.precision_recall
+    if curve is None:
+        curve = pd.DataFrame(columns=["recall", "precision"])
+    write_csv_atomic(curve, out_curve)
 
 
 def authors_protocol(threshold_split_table: pd.DataFrame, table: pd.DataFrame) -> dict[str, float]:

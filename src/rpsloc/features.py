@@ -23,7 +23,8 @@ from tqdm import tqdm
 from rpsloc import __version__
 from rpsloc.backbones import build_backbone
 from rpsloc.datasets import ImageRecord, read_manifest
-from rpsloc.io import atomic_h5, open_h5, read_strings, write_strings
+from rpsloc.errors import InputError
+from rpsloc.io import atomic_h5, open_h5, pause_for_kill_test, read_strings, write_strings
 from rpsloc.transforms import boxes_to_crop, load_rgb, preprocess
 
 log = logging.getLogger(__name__)
@@ -110,14 +111,17 @@ def extract_shard(
     num_workers: int = 0,
     device: str = "auto",
     provenance: Mapping[str, Any] | None = None,
+    bf16: bool | None = None,
 ) -> None:
-    """Run the backbone over one shard of a manifest and write the role's features to `out`."""
+    """Run the backbone over one shard of a manifest and write the role's features to `out`.
+    `bf16`: bf16 autocast for the backbone; None (the workflow's choice) means on CUDA only."""
     if role not in (TRAIN_ROLE, EVAL_ROLE):
         raise ValueError(f"role must be '{TRAIN_ROLE}' or '{EVAL_ROLE}', got {role!r}")
     records = shard_records(read_manifest(manifest), shard, shard_size)
     torch_device = resolve_device(device)
     backbone = build_backbone(backbone_config, output_stride).to(torch_device)
     on_cuda = torch_device.type == "cuda"
+    bf16 = on_cuda if bf16 is None else bf16
     if on_cuda:
         backbone = backbone.to(memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(
@@ -137,7 +141,7 @@ def extract_shard(
         "crop_size": crop_size,
         "output_stride": output_stride,
         "device": torch_device.type,
-        "precision": "bf16-autocast" if on_cuda else "fp32",
+        "precision": "bf16-autocast" if bf16 else "fp32",
         "rpsloc_version": __version__,
         **{f"backbone_{key}": value for key, value in backbone.provenance.items()},
         **(provenance or {}),
@@ -161,12 +165,13 @@ def extract_shard(
                 images = images.to(torch_device, non_blocking=on_cuda)
                 if on_cuda:
                     images = images.to(memory_format=torch.channels_last)
-                with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=on_cuda):
+                with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=bf16):
                     features = backbone(images)
                 features = features.float()
                 _check_finite(features, records[start : start + len(images)])
                 writer.write(start, features)
                 start += len(images)
+                pause_for_kill_test(out)  # test hook: a no-op unless RPSLOC_TEST_PAUSE_AT is set
         handle.attrs["feature_dim"] = int(features.shape[1])
         handle.attrs["feature_height"] = int(features.shape[2])
         handle.attrs["feature_width"] = int(features.shape[3])
@@ -177,6 +182,19 @@ def _check_finite(features: torch.Tensor, records: Sequence[ImageRecord]) -> Non
     if not bool(finite.all()):
         bad = [records[i].image_id for i in torch.nonzero(~finite).flatten().tolist()]
         raise ValueError(f"backbone produced non-finite features for images {bad[:5]}")
+
+
+def check_stored_finite(path: str | Path, image_ids: Sequence[str], *arrays: np.ndarray) -> None:
+    """Refuse per-image arrays of a stored shard that hold NaN or infinity (a damaged or
+    edited file: `extract_shard` never writes them), naming the file and the first image."""
+    for array in arrays:
+        finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            raise InputError(
+                f"{path}: non-finite stored features for {int((~finite).sum())} image(s), "
+                f"first image {image_ids[first]!r}; delete the file and rerun its stage"
+            )
 
 
 def _write_ground_truth(
@@ -255,11 +273,13 @@ def read_training_statistics(
                     f"{shard}: expected training-split features, found role "
                     f"{handle.attrs['role']!r}"
                 )
-            ids += read_strings(handle["image_ids"])
+            shard_ids = read_strings(handle["image_ids"])
+            ids += shard_ids
             labels.append(handle["labels"][()])
             means.append(handle["mean_features"][()])
             unit_means.append(handle["mean_unit_features"][()])
             norms.append(handle["position_norms"][()])
+            check_stored_finite(shard, shard_ids, means[-1], unit_means[-1], norms[-1])
     statistics = ImageStatistics(
         np.concatenate(means), np.concatenate(unit_means), np.concatenate(norms)
     )
@@ -291,11 +311,17 @@ def iter_eval_shards(
                 )
             offsets = handle["box_offsets"][()]
             flat = handle["boxes"][()]
+            image_ids = read_strings(handle["image_ids"])
+            features = (
+                handle["unit_features"][()] if with_features else np.empty((len(image_ids), 0))
+            )
+            norms = handle["norms"][()]
+            check_stored_finite(shard, image_ids, features, norms)
             yield EvalShard(
-                image_ids=read_strings(handle["image_ids"]),
+                image_ids=image_ids,
                 labels=handle["labels"][()],
-                unit_features=handle["unit_features"][()] if with_features else np.empty(0),
-                norms=handle["norms"][()],
+                unit_features=features if with_features else np.empty(0),
+                norms=norms,
                 boxes=[flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)],
                 crop_size=int(handle.attrs["crop_size"]),
             )

@@ -8,10 +8,14 @@ also carry `complete = True` as an attribute, which every reader checks (`open_h
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import glob
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +33,59 @@ def _temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of `path` left by killed processes (their pid no longer runs)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
+
+    Temporaries of the same output left behind by killed runs are deleted first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     temporary = _temporary_sibling(path)
     try:
         yield temporary
+        pause_for_kill_test(path)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+PAUSE_ENV = "RPSLOC_TEST_PAUSE_AT"
+PAUSE_MARKER = ".rpsloc-paused"
+
+
+def pause_for_kill_test(path: str | Path) -> None:
+    """Test hook for the kill-and-resume tests (docs/reliability.md); a no-op unless the
+    environment variable RPSLOC_TEST_PAUSE_AT is set.
+
+    When it holds a glob matching `path`, the process writes `path` to `.rpsloc-paused` in its
+    working directory and sleeps until killed. It is called when an output is fully written to
+    its temporary but not yet renamed, and, for feature shards, after the first batch.
+    """
+    pattern = os.environ.get(PAUSE_ENV)
+    if not pattern or not fnmatch.fnmatch(str(path), pattern):
+        return
+    Path(PAUSE_MARKER).write_text(f"{path}\n")
+    while True:
+        time.sleep(60)
 
 
 @contextlib.contextmanager
@@ -134,6 +180,30 @@ def write_csv_atomic(table: pd.DataFrame, path: str | Path, float_format: str = 
     """Write a table as CSV atomically, with a fixed float format so reruns are byte-identical."""
     with atomic_path(path) as temporary:
         table.to_csv(temporary, index=False, float_format=float_format, lineterminator="\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON stage output; a file cut short or damaged is an error naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise IncompleteFileError(
+            f"{path}: not complete JSON ({error}); delete it and rerun the stage that wrote it"
+        ) from error
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A CSV stage output. Every table rpsloc writes ends with a newline, so one that does not
+    was cut short: an error naming it, never a table with a row missing or half-filled."""
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        raise IncompleteFileError(
+            f"{path}: does not end with a newline, so it was cut short; delete it and rerun "
+            "the stage that wrote it"
+        )
+    return pd.read_csv(BytesIO(data))
 
 
 def write_json_atomic(data: Mapping[str, Any], path: str | Path) -> None:

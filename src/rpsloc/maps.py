@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rpsloc.classifiers import read_top5
 from rpsloc.features import EvalShard, iter_eval_shards
-from rpsloc.io import atomic_h5, open_h5, provenance_attrs, read_strings, write_strings
+from rpsloc.io import atomic_h5, provenance_attrs, write_strings
 from rpsloc.representer import PredictorTable, read_predictors
 from rpsloc.variants import Variant, parse_variant
 
@@ -123,14 +124,7 @@ def variant_maps(
 
 def read_top1(predictions: str | Path, image_ids: Sequence[str]) -> np.ndarray:
     """A classifier's top-1 classes for `image_ids`, from the classify stage's HDF5 file."""
-    with open_h5(predictions) as handle:
-        predicted_ids = read_strings(handle["image_ids"])
-        top1 = handle["top5"][:, 0]
-    position = {image_id: i for i, image_id in enumerate(predicted_ids)}
-    missing = [image_id for image_id in image_ids if image_id not in position]
-    if missing:
-        raise ValueError(f"{predictions}: no prediction for images {missing[:5]}")
-    return top1[[position[image_id] for image_id in image_ids]]
+    return read_top5(predictions, image_ids)[:, 0]
 
 
 def write_maps(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from rpsloc.boxes import best_iou_per_threshold, check_score_map
 from rpsloc.errors import InputError
+from rpsloc.parallel import map_in_chunks
 
 RESIZE_LENGTH = 224
 """Side of the square grid on which the benchmark compares score maps with ground truth."""
@@ -105,6 +107,17 @@ class BoxAccuracy:
         """Mean of MaxBoxAcc over the IoU thresholds (MaxBoxAccV2 with the defaults)."""
         return float(np.mean(list(self.max_box_acc().values())))
 
+    def merge(self, other: BoxAccuracy) -> None:
+        """Append the images `other` accumulated, as if they had been added here in order."""
+        if (
+            not np.array_equal(self.thresholds, other.thresholds)
+            or self.iou_thresholds != other.iou_thresholds
+            or (self.multi_contour, self.clip_to_image)
+            != (other.multi_contour, other.clip_to_image)
+        ):
+            raise ValueError("BoxAccuracy.merge: the accumulators use different settings")
+        self._best_ious.extend(other._best_ious)
+
 
 class PixelPrecisionRecall:
     """Pixel precision-recall over images: PxAP and pIoU (METHOD.md section 3).
@@ -146,6 +159,15 @@ class PixelPrecisionRecall:
         self._background_hist += np.histogram(scores[mask == 0], bins=self.edges)[0]
         self._n_foreground += int(foreground.sum())
         self.n_images += 1
+
+    def merge(self, other: PixelPrecisionRecall) -> None:
+        """Add the images `other` accumulated (histogram counts add exactly)."""
+        if not np.array_equal(self.thresholds, other.thresholds):
+            raise ValueError("PixelPrecisionRecall.merge: the accumulators use other thresholds")
+        self._foreground_hist += other._foreground_hist
+        self._background_hist += other._background_hist
+        self._n_foreground += other._n_foreground
+        self.n_images += other.n_images
 
     def _operating_points(self) -> tuple[np.ndarray, np.ndarray, float]:
         """TP, FP per operating point (highest edge first) and the number of GT foreground pixels.
@@ -368,6 +390,7 @@ def evaluate_scoremap_folder(
     interval: float = 0.01,
     iou_thresholds: Sequence[int] = (30, 50, 70),
     mask_root: Path | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """The WSOL benchmark's evaluation of a folder of 224 x 224 score maps (METHOD.md section 3).
 
@@ -375,7 +398,8 @@ def evaluate_scoremap_folder(
     `scoremap_dir / (id + ".npy")`. Thresholds are `np.arange(0, 1, interval)`. Box metrics
     (`max_box_acc`, `best_threshold` keyed by str(d), `max_box_acc_v2`) are computed when
     localization.txt has boxes, which are resized to 224 x 224; `pxap` and `piou` when it has
-    masks, which are read relative to `mask_root` (required then).
+    masks, which are read relative to `mask_root` (required then). `workers` processes share
+    the images; the numbers are the same for any number of workers.
     """
     if contours not in CONTOUR_MODES:
         raise InputError(f"contours: expected one of {CONTOUR_MODES}, found {contours!r}")
@@ -390,17 +414,59 @@ def evaluate_scoremap_folder(
     if mask_root is not None and not metadata.mask_paths:
         raise InputError(f"{loc_path}: mask_root was given but the file lists no mask")
 
-    thresholds = np.arange(0, 1, interval)
+    evaluate_images = partial(
+        _evaluate_folder_images,
+        metadata=metadata,
+        scoremap_dir=Path(scoremap_dir),
+        thresholds=np.arange(0, 1, interval),
+        iou_thresholds=iou_thresholds,
+        multi_contour=contours == "multi",
+        mask_root=mask_root,
+    )
+    parts = map_in_chunks(evaluate_images, metadata.image_ids, workers)
+    box_accuracy, pixels = parts[0]
+    for part_boxes, part_pixels in parts[1:]:
+        if box_accuracy is not None:
+            box_accuracy.merge(part_boxes)
+        if pixels is not None:
+            pixels.merge(part_pixels)
+
+    result: dict[str, Any] = {
+        "n_images": len(metadata.image_ids),
+        "contours": contours,
+        "interval": float(interval),
+    }
+    if box_accuracy is not None:
+        result["max_box_acc"] = {str(d): v for d, v in box_accuracy.max_box_acc().items()}
+        result["max_box_acc_v2"] = box_accuracy.max_box_acc_v2()
+        result["best_threshold"] = {str(d): v for d, v in box_accuracy.best_thresholds().items()}
+    if pixels is not None:
+        result["pxap"] = pixels.pxap()
+        result["piou"] = pixels.piou()
+    return result
+
+
+def _evaluate_folder_images(
+    image_ids: Sequence[str],
+    metadata: _WsolMetadata,
+    scoremap_dir: Path,
+    thresholds: np.ndarray,
+    iou_thresholds: Sequence[int],
+    multi_contour: bool,
+    mask_root: Path | None,
+) -> tuple[BoxAccuracy | None, PixelPrecisionRecall | None]:
+    """Box and pixel accumulators of some images of a split, in the order given."""
+    loc_path = metadata.folder / "localization.txt"
     box_accuracy = (
-        BoxAccuracy(thresholds, iou_thresholds, multi_contour=contours == "multi")
+        BoxAccuracy(thresholds, iou_thresholds, multi_contour=multi_contour)
         if metadata.boxes
         else None
     )
     pixels = PixelPrecisionRecall(thresholds) if metadata.mask_paths else None
     size = (RESIZE_LENGTH, RESIZE_LENGTH)
 
-    for image_id in metadata.image_ids:
-        score_map = _load_score_map(Path(scoremap_dir) / f"{image_id}.npy", image_id)
+    for image_id in image_ids:
+        score_map = _load_score_map(scoremap_dir / f"{image_id}.npy", image_id)
         if box_accuracy is not None:
             if image_id not in metadata.boxes:
                 raise InputError(f"{loc_path}: no box for image {image_id!r}")
@@ -429,17 +495,4 @@ def evaluate_scoremap_folder(
             except InputError as error:
                 raise InputError(f"image {image_id!r}: {error}") from None
             pixels.add(score_map, gt_mask)
-
-    result: dict[str, Any] = {
-        "n_images": len(metadata.image_ids),
-        "contours": contours,
-        "interval": float(interval),
-    }
-    if box_accuracy is not None:
-        result["max_box_acc"] = {str(d): v for d, v in box_accuracy.max_box_acc().items()}
-        result["max_box_acc_v2"] = box_accuracy.max_box_acc_v2()
-        result["best_threshold"] = {str(d): v for d, v in box_accuracy.best_thresholds().items()}
-    if pixels is not None:
-        result["pxap"] = pixels.pxap()
-        result["piou"] = pixels.piou()
-    return result
+    return box_accuracy, pixels

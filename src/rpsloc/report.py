@@ -6,7 +6,6 @@ number labelled by its protocol (see `rpsloc.evaluation`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,15 @@ from rpsloc.boxes import threshold_boxes  # noqa: E402
 from rpsloc.datasets import read_manifest  # noqa: E402
 from rpsloc.evaluation import authors_protocol  # noqa: E402
 from rpsloc.features import iter_eval_shards  # noqa: E402
-from rpsloc.io import atomic_path, open_h5, read_attrs, read_strings, write_csv_atomic  # noqa: E402
+from rpsloc.io import (  # noqa: E402
+    atomic_path,
+    open_h5,
+    read_attrs,
+    read_csv,
+    read_json,
+    read_strings,
+    write_csv_atomic,
+)
 from rpsloc.maps import score_map  # noqa: E402
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD, load_rgb, preprocess  # noqa: E402
 
@@ -48,6 +55,11 @@ SUMMARY_COLUMNS = [
     "authors_box_acc_mean",
     "pxap",
     "piou",
+    "loc_protocol",  # Top-k Loc: datasets with a classifier (rpsloc.evaluation.top_k_headline)
+    "loc_threshold",
+    "gt_known_loc",
+    "top1_loc",
+    "top5_loc",
 ]
 PREDICTED_COLOUR = "#e6194b"
 GROUND_TRUTH_COLOUR = "#3cb44b"
@@ -63,6 +75,8 @@ class SplitResult:
     maps: Path
     table: Path
     summary: Path
+    images: Path  # per-image best IoUs
+    curve: Path  # pixel precision-recall points (no rows without masks)
 
 
 def split_results(entries: Sequence[dict[str, str]]) -> list[SplitResult]:
@@ -75,6 +89,8 @@ def split_results(entries: Sequence[dict[str, str]]) -> list[SplitResult]:
             Path(entry["maps"]),
             Path(entry["table"]),
             Path(entry["summary"]),
+            Path(entry["images"]),
+            Path(entry["curve"]),
         )
         for entry in entries
     ]
@@ -92,7 +108,7 @@ def summary_table(
     by_key = {(r.backbone, r.variant, r.split): r for r in results}
     rows = []
     for result in results:
-        headline = json.loads(result.summary.read_text())
+        headline = read_json(result.summary)
         attrs = read_attrs(result.maps)
         chooser_split = (
             threshold_split
@@ -112,7 +128,7 @@ def summary_table(
         }
         if headline.get("n_images", 0):
             row["authors_threshold_split"] = chooser_split
-            row.update(authors_protocol(pd.read_csv(chooser.table), pd.read_csv(result.table)))
+            row.update(authors_protocol(read_csv(chooser.table), read_csv(result.table)))
         rows.append(row)
     table = pd.DataFrame(rows)
     columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
@@ -134,7 +150,7 @@ def write_summary(
 def plot_box_accuracy(results: Sequence[SplitResult], split: str, out: str | Path) -> None:
     """BoxAcc (%) versus threshold per IoU, one line per backbone and variant (benchmark)."""
     chosen = [r for r in results if r.split == split]
-    tables = {(r.backbone, r.variant): pd.read_csv(r.table) for r in chosen}
+    tables = {(r.backbone, r.variant): read_csv(r.table) for r in chosen}
     ious = sorted(next(iter(tables.values()))["iou"].unique()) if tables else []
     figure, axes = plt.subplots(
         1, max(len(ious), 1), figsize=(4.2 * max(len(ious), 1), 3.6), sharey=True, squeeze=False
@@ -149,7 +165,7 @@ def plot_box_accuracy(results: Sequence[SplitResult], split: str, out: str | Pat
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("BoxAcc (% of images)")
     axes[0][-1].legend(fontsize=7, loc="upper right")
-    _save(figure, out)
+    save_figure(figure, out)
 
 
 def plot_overlays(
@@ -162,7 +178,7 @@ def plot_overlays(
 ) -> None:
     """The first images of a split: heatmap, predicted boxes at the best IoU-50 threshold of
     the benchmark protocol (red), and ground-truth boxes (green)."""
-    threshold = float(json.loads(Path(summary).read_text()).get("best_threshold_50", 0.5))
+    threshold = float(read_json(summary).get("best_threshold_50", 0.5))
     records = {record.image_id: record for record in read_manifest(manifest)}
     with open_h5(maps) as handle:
         position = {image_id: i for i, image_id in enumerate(read_strings(handle["image_ids"]))}
@@ -180,31 +196,84 @@ def plot_overlays(
         image_id = shard.image_ids[index]
         picture = preprocess(load_rgb(records[image_id].path), image_size, shard.crop_size)
         scores = score_map(activations[position[image_id]], shard.crop_size)
-        axis.imshow(_unnormalise(picture))
-        axis.imshow(scores, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        for box in threshold_boxes(scores, np.array([threshold]), multi_contour=True)[0]:
-            _draw_box(axis, box, PREDICTED_COLOUR)
-        for box in shard.boxes[index]:
-            _draw_box(axis, box, GROUND_TRUTH_COLOUR)
-        axis.set_title(image_id, fontsize=7)
+        draw_overlay(axis, unnormalise(picture), scores, threshold, shard.boxes[index], image_id)
     figure.suptitle(
         f"{label}: predicted (red) and ground-truth (green) boxes at tau = {threshold:.2f}",
         fontsize=9,
     )
-    _save(figure, out)
+    save_figure(figure, out)
 
 
-def _unnormalise(picture) -> np.ndarray:
+def unnormalise(picture) -> np.ndarray:
     mean = np.array(IMAGENET_MEAN)[:, None, None]
     std = np.array(IMAGENET_STD)[:, None, None]
     return np.clip(picture.numpy() * std + mean, 0, 1).transpose(1, 2, 0)
 
 
-def _draw_box(axis, box: np.ndarray, colour: str) -> None:
+def draw_box(axis, box: np.ndarray, colour: str) -> None:
     x0, y0, x1, y1 = (int(v) for v in box)
     axis.add_patch(
         plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.8)
     )
+
+
+def draw_overlay(
+    axis,
+    picture: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    gt_boxes: np.ndarray,
+    title: str,
+    iou: float | None = None,
+) -> None:
+    """One image with its score map, the boxes of the benchmark protocol (all contours) at
+    `threshold` in PREDICTED_COLOUR, the ground truth in GROUND_TRUTH_COLOUR and, when given,
+    the image's best IoU in the top-left corner."""
+    axis.imshow(picture)
+    axis.imshow(scores, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    for box in threshold_boxes(scores, np.array([threshold]), multi_contour=True)[0]:
+        draw_box(axis, box, PREDICTED_COLOUR)
+    for box in gt_boxes:
+        draw_box(axis, box, GROUND_TRUTH_COLOUR)
+    if iou is not None:
+        axis.text(
+            3,
+            3,
+            f"IoU {iou:.2f}",
+            ha="left",
+            va="top",
+            fontsize=8,
+            color="white",
+            bbox={"facecolor": "black", "alpha": 0.65, "linewidth": 0, "pad": 1.5},
+        )
+    axis.set_title(title, fontsize=7)
+    axis.axis("off")
+
+
+def plot_precision_recall(results: Sequence[SplitResult], split: str, out: str | Path) -> None:
+    """Pixel precision versus recall behind PxAP, one line per backbone and variant, on
+    `split` (a note instead of lines when the dataset has no masks)."""
+    figure, axis = plt.subplots(figsize=(5.5, 4.2))
+    for result in (r for r in results if r.split == split):
+        curve = read_csv(result.curve)
+        if curve.empty:
+            continue
+        pxap = read_json(result.summary).get("pxap", float("nan"))
+        label = f"{result.backbone} / {result.variant} (PxAP {pxap:.1f})"
+        axis.plot(100 * curve["recall"], 100 * curve["precision"], label=label)
+    if axis.lines:
+        axis.legend(fontsize=7, loc="lower left")
+    else:
+        axis.text(50, 50, "no ground-truth masks: PxAP undefined", ha="center", va="center")
+    axis.set(
+        xlim=(0, 100),
+        ylim=(0, 100),
+        xlabel="pixel recall (%)",
+        ylabel="pixel precision (%)",
+        title=f"Pixel precision-recall ({split})",
+    )
+    axis.grid(alpha=0.3)
+    save_figure(figure, out)
 
 
 def plot_pretraining_loss(losses: pd.DataFrame, out: str | Path) -> None:
@@ -215,10 +284,10 @@ def plot_pretraining_loss(losses: pd.DataFrame, out: str | Path) -> None:
     axis.plot(losses["step"], smooth, color="#4363d8", label="mean of 20 steps")
     axis.set(xlabel="step", ylabel="InfoNCE loss", title="Self-supervised pretraining")
     axis.legend()
-    _save(figure, out)
+    save_figure(figure, out)
 
 
-def _save(figure, out: str | Path, tight: bool = True) -> None:
+def save_figure(figure, out: str | Path, tight: bool = True) -> None:
     """Save a figure atomically as PNG (fixed metadata, so reruns write the same bytes)."""
     if tight:
         figure.tight_layout()
@@ -231,7 +300,7 @@ def plot_selection_curves(curves: dict[str, str | Path], out: str | Path) -> Non
     """MaxBoxAccV2 versus the number m of top training images `w*` is rebuilt from."""
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
     for backbone, path in curves.items():
-        curve = pd.read_csv(path)
+        curve = read_csv(path)
         axis.plot(curve["m"], curve["max_box_acc_v2"], marker="o", label=backbone)
     axis.set_xscale("log", base=2)
     axis.set_xlabel("training images kept, m (top by representer value)")
@@ -240,7 +309,7 @@ def plot_selection_curves(curves: dict[str, str | Path], out: str | Path) -> Non
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     axis.set_title("Representer point selection")
-    _save(figure, out)
+    save_figure(figure, out)
 
 
 def plot_representer_values(
@@ -262,7 +331,7 @@ def plot_representer_values(
     limit = float(np.percentile(np.abs(alphas[chosen]), 99)) or 1.0
     for axis, index in zip(axes.flat, chosen, strict=True):
         picture = preprocess(load_rgb(records[image_ids[index]].path), image_size, crop_size)
-        axis.imshow(_unnormalise(picture))
+        axis.imshow(unnormalise(picture))
         heat = axis.imshow(
             alphas[index],
             cmap="coolwarm",
@@ -276,7 +345,7 @@ def plot_representer_values(
         axis.axis("off")
     figure.colorbar(heat, ax=axes, shrink=0.6, label="representer value alpha_{n,p}")
     figure.suptitle("Most (top) and least (bottom) supportive training images", fontsize=9)
-    _save(figure, out, tight=False)
+    save_figure(figure, out, tight=False)
 
 
 PAPER_METRICS = {
@@ -290,7 +359,7 @@ def paper_table(summaries: Sequence[str | Path]) -> pd.DataFrame:
     """Rows backbone x variant, columns dataset x metric, on each dataset's last split."""
     frames = []
     for path in summaries:
-        summary = pd.read_csv(path)
+        summary = read_csv(path)
         last_split = summary["split"].iloc[-1]
         frames.append(summary[summary["split"] == last_split])
     rows = pd.concat(frames, ignore_index=True)

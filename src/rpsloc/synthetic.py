@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from rpsloc.io import atomic_path
+
 # (width, height) pairs from the CUB test split's image_sizes.txt (wsolevaluation metadata,
 # MIT licence), every 290th line: the real size distribution, embedded so that the package
 # never reads ../shared at run time.
@@ -131,7 +133,8 @@ def _write_split(
         "mask_localization.txt": masks,
     }
     for name, lines in files.items():  # no final newline, as in the real WSOL files
-        (metadata / name).write_text("\n".join(lines), encoding="utf-8")
+        with atomic_path(metadata / name) as temporary:  # written last: a split is complete
+            temporary.write_text("\n".join(lines), encoding="utf-8")  # once they are there
 
 
 def _scaled_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

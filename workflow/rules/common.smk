@@ -4,23 +4,34 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from rpsloc.config import check_config
+from rpsloc.classifiers import checkpoint_files, classifier_settings
+from rpsloc.config import check_checkpoint_files, check_config
 from rpsloc.datasets import dataset_settings, manifest_settings, source_files
 from rpsloc.features import shard_count
+from rpsloc.pretrain import check_pretrain_config
 from rpsloc.variants import WILDCARD as VARIANT_PATTERN, parse_selection, parse_variant
 
 validate(config, "../../config/schema.yaml")
 config["datasets"] = {name: dataset_settings(d) for name, d in config["datasets"].items()}
 check_config(config)
+check_checkpoint_files(config)
+check_pretrain_config(config)
 
 
 def _alternatives(names):
     return "|".join(re.escape(name) for name in names)
 
 
+#: Backbones the pretrain stage trains (`weights: pretrain`).
+PRETRAINED_BACKBONES = _alternatives(
+    name for name, entry in config["backbones"].items() if entry["weights"] == "pretrain"
+)
+
+
 wildcard_constraints:
     dataset=_alternatives(config["datasets"]),
     backbone=_alternatives(config["backbones"]),
+    classifier=_alternatives(config["classifiers"]),
     variant=VARIANT_PATTERN,
     selection=r"(global|classwise)(-r[0-9.]+)?",
     split="[A-Za-z0-9_]+",
@@ -49,9 +60,33 @@ def metadata_files(wildcards):
 
 
 def backbone_checkpoint(wildcards):
-    """The checkpoint file of a backbone, or nothing for a random init."""
+    """The checkpoint file of a backbone (the pretrain stage's for `weights: pretrain`), or
+    nothing for a random init."""
     weights = config["backbones"][wildcards.backbone]["weights"]
+    if weights == "pretrain":
+        return pretrain_checkpoint(wildcards.backbone)
     return [] if weights == "random" else weights
+
+
+def pretrain_checkpoint(backbone):
+    return f"results/pretrain/{backbone}/checkpoint.pth"
+
+
+def backbone_settings(wildcards):
+    """A backbone's config entry as the features stage reads it: `weights: pretrain` becomes the
+    pretrain stage's checkpoint, and the training settings are left out."""
+    entry = config["backbones"][wildcards.backbone]
+    settings = {key: value for key, value in entry.items() if key != "pretrain"}
+    if entry["weights"] == "pretrain":
+        settings["weights"] = pretrain_checkpoint(wildcards.backbone)
+    return settings
+
+
+def pretrain_manifest(wildcards):
+    """The manifest whose images a backbone is pretrained on (only their paths are read)."""
+    block = config["backbones"][wildcards.backbone]["pretrain"]
+    split = block.get("split", config["datasets"][block["dataset"]]["train_split"])
+    return f"results/{block['dataset']}/manifest/{split}.csv"
 
 
 def split_role(wildcards):
@@ -103,8 +138,27 @@ def predictions_file(wildcards):
     """A classifier's top-5 predictions, for the variant that picks w*_k by top-1."""
     if parse_variant(wildcards.variant).class_source != "top1":
         return []
-    classifier = dataset_config(wildcards)["classifier"]
+    return classifier_predictions(wildcards)
+
+
+def classifier_predictions(wildcards):
+    """The dataset's classifier's top-5 predictions for a split (Top-1/Top-5 Loc), or nothing
+    for a dataset without a classifier."""
+    classifier = dataset_config(wildcards).get("classifier")
+    if classifier is None:
+        return []
     return f"results/{wildcards.dataset}/classifiers/{classifier}/{wildcards.split}.h5"
+
+
+def classifier_config(wildcards):
+    """A classifier's config entry with its per-arch defaults filled in."""
+    return classifier_settings(config["classifiers"][wildcards.classifier])
+
+
+def classifier_checkpoints(wildcards):
+    """The checkpoint files a classifier reads (weights, and a DINO linear head)."""
+    where = f"classifiers.{wildcards.classifier}"
+    return checkpoint_files(classifier_config(wildcards), where)
 
 
 def split_results(dataset):
@@ -122,6 +176,8 @@ def split_results(dataset):
                     "maps": f"{prefix}/maps/{split}.h5",
                     "table": f"{prefix}/metrics/{split}.csv",
                     "summary": f"{prefix}/metrics/{split}.json",
+                    "images": f"{prefix}/metrics/{split}-images.csv",
+                    "curve": f"{prefix}/metrics/{split}-pr.csv",
                 })
     return results
 
@@ -147,24 +203,64 @@ def summary_inputs(wildcards):
     ]
 
 
-def overlay_inputs(wildcards):
-    """The method's maps (or the first variant's) on the last evaluated split, with its
-    first features shard and manifest, for the overlay figure."""
+def pictured_result(wildcards):
+    """The result the figures picture: the first backbone's method maps (or its first
+    variant's) on the last evaluated split."""
     settings = dataset_config(wildcards)
     split = settings["eval_splits"][-1]
     backbone = settings["backbones"][0]
     variant = "rps" if "rps" in settings["variants"] else settings["variants"][0]
-    result = next(
+    return next(
         r
         for r in split_results(wildcards.dataset)
         if (r["backbone"], r["variant"], r["split"]) == (backbone, variant, split)
     )
+
+
+def overlay_inputs(wildcards):
+    """The pictured maps with the first features shard and manifest of their split."""
+    result = pictured_result(wildcards)
     return {
         "maps": result["maps"],
         "summary": result["summary"],
-        "shard": feature_shards(wildcards.dataset, backbone, split)[0],
-        "manifest": f"results/{wildcards.dataset}/manifest/{split}.csv",
+        "shard": feature_shards(wildcards.dataset, result["backbone"], result["split"])[0],
+        "manifest": f"results/{wildcards.dataset}/manifest/{result['split']}.csv",
     }
+
+
+def gallery_inputs(wildcards):
+    """The pictured maps with their per-image IoUs, every features shard and the manifest of
+    their split, for the best-and-worst gallery."""
+    result = pictured_result(wildcards)
+    return {
+        "maps": result["maps"],
+        "images": result["images"],
+        "shards": feature_shards(wildcards.dataset, result["backbone"], result["split"]),
+        "manifest": f"results/{wildcards.dataset}/manifest/{result['split']}.csv",
+    }
+
+
+def representer_gallery_inputs(wildcards):
+    """gallery_inputs with the split's explanations and the training manifest."""
+    result = pictured_result(wildcards)
+    dataset = wildcards.dataset
+    train_split = dataset_config(wildcards)["train_split"]
+    return {
+        **gallery_inputs(wildcards),
+        "explanations": f"results/{dataset}/{result['backbone']}/explanations/{result['split']}.h5",
+        "train_manifest": f"results/{dataset}/manifest/{train_split}.csv",
+    }
+
+
+def curve_inputs(wildcards):
+    """Every result's precision-recall points and headline numbers on the last split."""
+    split = dataset_config(wildcards)["eval_splits"][-1]
+    return [
+        result[key]
+        for result in split_results(wildcards.dataset)
+        if result["split"] == split
+        for key in ("curve", "summary")
+    ]
 
 
 def explained(dataset):
@@ -181,6 +277,7 @@ def explanation_outputs(dataset):
     outputs = [
         f"results/{dataset}/figures/selection.png",
         f"results/{dataset}/figures/representer_values.png",
+        f"results/{dataset}/figures/representer_gallery.png",
     ]
     for backbone in settings["backbones"]:
         folder = f"results/{dataset}/{backbone}/explanations"
@@ -207,6 +304,8 @@ def dataset_outputs(dataset):
         f"results/{dataset}/summary.csv",
         f"results/{dataset}/figures/box_accuracy.png",
         f"results/{dataset}/figures/overlays.png",
+        f"results/{dataset}/figures/precision_recall.png",
+        f"results/{dataset}/figures/best_and_worst.png",
         *explanation_outputs(dataset),
     ]
 

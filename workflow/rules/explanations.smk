@@ -59,7 +59,13 @@ rule selection_figure:
     input:
         unpack(selection_curves),
     output:
-        "results/{dataset}/figures/selection.png",
+        report(
+            "results/{dataset}/figures/selection.png",
+            caption="../report/selection.rst",
+            category="5. Representer points",
+            subcategory="{dataset}",
+            labels={"figure": "selection curve"},
+        ),
     conda:
         "../../environment.yml"
     log:
@@ -81,7 +87,13 @@ rule representer_values_figure:
             f"results/{wildcards.dataset}/manifest/{dataset_config(wildcards)['train_split']}.csv"
         ),
     output:
-        "results/{dataset}/figures/representer_values.png",
+        report(
+            "results/{dataset}/figures/representer_values.png",
+            caption="../report/representer_values.rst",
+            category="5. Representer points",
+            subcategory="{dataset}",
+            labels={"figure": "training images and their values"},
+        ),
     params:
         images=config["explanations"]["gallery_images"],
     conda:
@@ -92,3 +104,29 @@ rule representer_values_figure:
         "benchmarks/{dataset}/figures/representer_values.tsv"
     script:
         "../scripts/representer_values_figure.py"
+
+
+rule representer_gallery_figure:
+    """Test images (the best and worst by IoU) beside the training images that support and
+    oppose their foreground most, with the contributions."""
+    input:
+        unpack(representer_gallery_inputs),
+    output:
+        report(
+            "results/{dataset}/figures/representer_gallery.png",
+            caption="../report/representer_gallery.rst",
+            category="5. Representer points",
+            subcategory="{dataset}",
+            labels={"figure": "test images and their representers"},
+        ),
+    params:
+        images=config["explanations"]["gallery_images"],
+        per_side=min(3, config["explanations"]["top_k"]),
+    conda:
+        "../../environment.yml"
+    log:
+        "logs/{dataset}/figures/representer_gallery.log",
+    benchmark:
+        "benchmarks/{dataset}/figures/representer_gallery.tsv"
+    script:
+        "../scripts/representer_gallery_figure.py"

@@ -6,7 +6,7 @@ rule features:
     output:
         "results/{dataset}/{backbone}/features/{split}/shard-{shard}.h5",
     params:
-        backbone=lambda wildcards: config["backbones"][wildcards.backbone],
+        backbone=backbone_settings,
         role=split_role,
         shard_size=config["features"]["shard_size"],
         image_size=lambda wildcards: dataset_config(wildcards)["image_size"],

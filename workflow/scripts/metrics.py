@@ -8,7 +8,10 @@ with to_log(snakemake.log[0]):
         manifest=snakemake.input.manifest,
         out_table=snakemake.output.table,
         out_summary=snakemake.output.summary,
+        out_images=snakemake.output.images,
+        out_curve=snakemake.output.curve,
         interval=snakemake.params.interval,
         iou_thresholds=snakemake.params.iou_thresholds,
         workers=snakemake.threads,
+        predictions=snakemake.input.predictions or None,
     )

@@ -1,0 +1,60 @@
+"""What the benchmarks share: the machine's description, a synthetic split on disk, and the
+bare forward loop every extraction number is compared with."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from rpsloc.backbones import build_backbone
+from rpsloc.datasets import build_manifest, read_manifest, write_manifest
+from rpsloc.synthetic import generate_synthetic_dataset
+from rpsloc.transforms import load_rgb, preprocess
+
+
+def machine() -> str:
+    """CPU model, cores, torch version and threads, as written into bench/RESULTS.md."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as stream:
+            model = next(line.split(":", 1)[1].strip() for line in stream if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads"
+    )
+
+
+def synthetic_split(folder: Path, n_images: int, split: str = "val", seed: int = 0) -> Path:
+    """A synthetic split of `n_images` (default image sizes up to 320 px) and its manifest."""
+    generate_synthetic_dataset(folder / "data", splits={split: n_images}, seed=seed)
+    records = build_manifest({"adapter": "synthetic", "root": str(folder / "data")}, split)
+    write_manifest(records, folder / f"{split}.csv")
+    return folder / f"{split}.csv"
+
+
+def preloaded_batches(
+    manifest: Path, batch_size: int, image_size: int, crop_size: int
+) -> list[torch.Tensor]:
+    """The split's images decoded and preprocessed up front, in batches."""
+    images = [preprocess(load_rgb(r.path), image_size, crop_size) for r in read_manifest(manifest)]
+    return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+
+
+def bare_forward_seconds(
+    backbone_config: dict, output_stride: int, batches: list[torch.Tensor]
+) -> tuple[float, float]:
+    """Wall and CPU seconds of one pass of the backbone over pre-loaded batches (after one
+    warm-up batch), under inference_mode, with the current torch thread setting."""
+    backbone = build_backbone(backbone_config, output_stride).eval()
+    with torch.inference_mode():
+        backbone(batches[0])
+        start, cpu = time.perf_counter(), time.process_time()
+        for batch in batches:
+            backbone(batch)
+        return time.perf_counter() - start, time.process_time() - cpu

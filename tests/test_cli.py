@@ -1,0 +1,117 @@
+"""The `rpsloc` commands users inspect results with: `inspect`, `summary`, `show` and `synth`
+(`evaluate` and `weights check` have their own test modules)."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from rpsloc.cli import main
+from rpsloc.io import atomic_h5
+
+
+@pytest.fixture
+def small_h5(tmp_path):
+    path = tmp_path / "maps.h5"
+    with atomic_h5(path, {"stage": "maps", "crop_size": 112}) as handle:
+        handle.create_dataset("maps", data=np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+        handle["maps"].attrs["units"] = "activation"
+    return path
+
+
+def test_inspect_prints_shapes_dtypes_attributes_and_first_values(small_h5, capsys):
+    assert main(["inspect", str(small_h5), "--values", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "maps: shape (2, 3, 4), dtype float32, first values [0.0, 1.0, 2.0]" in out
+    assert "@crop_size = " in out and "@units = 'activation'" in out
+    assert "WARNING" not in out
+
+
+def test_inspect_warns_about_a_file_without_the_complete_mark(tmp_path, capsys):
+    path = tmp_path / "cut.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=[1, 2])
+    assert main(["inspect", str(path)]) == 0
+    assert "no 'complete' mark" in capsys.readouterr().out
+
+
+def test_inspect_of_a_missing_file_exits_2_naming_it(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "none.h5")]) == 2
+    assert "none.h5" in capsys.readouterr().err
+
+
+def test_synth_writes_the_requested_number_of_images_per_split(tmp_path, capsys):
+    arguments = ["--train", "3", "--val", "2", "--test", "1", "--max-side", "64"]
+    assert main(["synth", str(tmp_path / "synthetic"), *arguments]) == 0
+    for split, count in {"train": 3, "val": 2, "test": 1}.items():
+        ids = (tmp_path / "synthetic" / "metadata" / split / "image_ids.txt").read_text()
+        assert len(ids.split()) == count
+
+
+@pytest.mark.workflow
+def test_summary_prints_one_line_per_backbone_variant_and_split(report_run, capsys):
+    assert main(["summary", str(report_run / "results" / "tiny")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:3] == ["dataset", "backbone", "arch"]
+    assert len(lines) == 1 + 2 * 2  # header, then (rps, caam) x (val, test)
+
+
+def test_summary_of_a_folder_without_results_exits_2(tmp_path, capsys):
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "no summary yet" in capsys.readouterr().err
+
+
+@pytest.mark.workflow
+def test_show_writes_the_overlay_and_the_representer_gallery_of_a_test_image(
+    report_run, tmp_path, capsys
+):
+    results = report_run / "results" / "tiny"
+    image_id = pd.read_csv(results / "manifest" / "test.csv")["image_id"][0]
+    arguments = ["show", "--results", str(results), "--image", image_id, "--out", str(tmp_path)]
+    assert main(arguments) == 0
+    stem = image_id.replace("/", "_")
+    for suffix in ("overlay", "representers"):
+        with Image.open(tmp_path / f"{stem}-{suffix}.png") as image:
+            assert image.format == "PNG" and min(image.size) >= 300
+    assert capsys.readouterr().out.count("wrote ") == 2
+
+
+@pytest.mark.workflow
+def test_show_draws_only_the_overlay_for_a_split_without_explanations(report_run, tmp_path):
+    results = report_run / "results" / "tiny"
+    image_id = pd.read_csv(results / "manifest" / "val.csv")["image_id"][0]
+    arguments = ["show", "--results", str(results), "--image", image_id, "--variant", "caam"]
+    assert main([*arguments, "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{image_id.replace('/', '_')}-overlay.png"
+    ]
+
+
+@pytest.mark.workflow
+def test_show_of_an_unknown_image_exits_2_naming_it(report_run, tmp_path, capsys):
+    results = report_run / "results" / "tiny"
+    arguments = ["show", "--results", str(results), "--image", "nope.jpg", "--out", str(tmp_path)]
+    assert main(arguments) == 2
+    assert "'nope.jpg'" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_folder_of_score_maps_and_writes_the_json(tmp_path, capsys):
+    metadata = tmp_path / "metadata"
+    metadata.mkdir()
+    (metadata / "image_ids.txt").write_text("val/a.jpg\n")
+    (metadata / "image_sizes.txt").write_text("val/a.jpg,224,224\n")
+    (metadata / "localization.txt").write_text("val/a.jpg,50,60,149,179\n")
+    scores = np.zeros((224, 224), dtype=np.float32)
+    scores[60:180, 50:150] = 1.0
+    (tmp_path / "maps" / "val").mkdir(parents=True)
+    np.save(tmp_path / "maps" / "val" / "a.jpg.npy", scores)
+    out = tmp_path / "result.json"
+    arguments = ["--metadata", str(metadata), "--scoremaps", str(tmp_path / "maps")]
+    assert main(["evaluate", *arguments, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["max_box_acc_v2"] == pytest.approx(100.0)
+    assert '"max_box_acc_v2": 100.0' in capsys.readouterr().out

@@ -1,0 +1,196 @@
+"""Self-supervised pretraining (docs/pretraining.md): unlabeled images -> a backbone the features
+stage loads strictly, whose representer points localize where the same network at random init
+does not. One short pretraining on a tiny synthetic set is shared by the tests."""
+
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+import yaml
+from conftest import REPO, run_snakemake, tiny_config
+
+from rpsloc.backbones import build_backbone, check_checkpoint
+from rpsloc.cli import main
+from rpsloc.datasets import build_manifest, write_manifest
+from rpsloc.errors import CheckpointError, InputError
+from rpsloc.evaluation import evaluate_split
+from rpsloc.features import extract_shard
+from rpsloc.io import file_sha256
+from rpsloc.maps import write_maps
+from rpsloc.pretrain import PretrainSettings, check_pretrain_config, pretrain
+from rpsloc.representer import write_representer
+from rpsloc.synthetic import generate_synthetic_dataset
+
+IMAGE_SIZE, STRIDE = 160, 16
+BACKBONE = {"arch": "resnet_small", "width": 32, "depth": 1, "seed": 0}
+SETTINGS = PretrainSettings(steps=80, batch_size=48, image_size=64, seed=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """A small synthetic set (48 training, 24 test images) and its manifests."""
+    folder = tmp_path_factory.mktemp("pretrain")
+    generate_synthetic_dataset(
+        folder / "data", splits={"train": 48, "test": 24}, n_classes=4, seed=0, max_side=192
+    )
+    for split in ("train", "test"):
+        records = build_manifest({"adapter": "synthetic", "root": str(folder / "data")}, split)
+        write_manifest(records, folder / f"{split}.csv")
+    return folder
+
+
+def pretrain_into(folder: Path, name: str, settings: PretrainSettings, manifest: Path):
+    out = folder / name
+    result = pretrain(
+        manifest, BACKBONE, settings, out / "checkpoint.pth", out / "loss.csv", out / "loss.png"
+    )
+    return result, out / "checkpoint.pth"
+
+
+@pytest.fixture(scope="module")
+def pretrained(folder):
+    return pretrain_into(folder, "pretrained", SETTINGS, folder / "train.csv")
+
+
+def method_box_accuracy(folder: Path, weights: str, name: str) -> float:
+    """MaxBoxAccV2 of the method (rps) on the test split, with the library calls the
+    workflow's scripts make."""
+    out = folder / name
+    config = {**BACKBONE, "weights": weights}
+    shards = {}
+    for split, role in (("train", "train"), ("test", "eval")):
+        shards[split] = out / f"{split}.h5"
+        extract_shard(
+            folder / f"{split}.csv", role, 0, 1000, config, IMAGE_SIZE, IMAGE_SIZE, STRIDE,
+            shards[split], batch_size=32,
+        )  # fmt: skip
+    write_representer([shards["train"]], out / "representer.h5")
+    write_maps("rps", [shards["test"]], out / "maps.h5", representer=out / "representer.h5")
+    _, summary = evaluate_split(out / "maps.h5", [shards["test"]], folder / "test.csv")
+    return summary["max_box_acc_v2"]
+
+
+def test_pretraining_lifts_the_methods_box_accuracy_30_points_above_random_init(folder, pretrained):
+    _, checkpoint = pretrained
+    with_pretraining = method_box_accuracy(folder, str(checkpoint), "features-pretrained")
+    at_random_init = method_box_accuracy(folder, "random", "features-random")
+    assert with_pretraining >= at_random_init + 30, (with_pretraining, at_random_init)
+
+
+def test_the_infonce_loss_decreases(pretrained):
+    losses = pretrained[0].losses["loss"]
+    assert len(losses) == SETTINGS.steps
+    assert losses.tail(10).mean() < losses.head(10).mean() - 0.5
+
+
+def test_the_checkpoint_passes_rpsloc_weights_check(pretrained, capsys):
+    _, checkpoint = pretrained
+    status = main(
+        ["weights", "check", "--backbone", "resnet_small", "--checkpoint", str(checkpoint)]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "format moco_v2, arch resnet_small (width 32, depth 1): 72 backbone tensors" in printed
+    assert "4 checkpoint entries ignored" in printed  # the projection head, fc.0 and fc.2
+
+
+def test_the_loss_table_and_plot_are_written(pretrained):
+    _, checkpoint = pretrained
+    table = (checkpoint.parent / "loss.csv").read_text().splitlines()
+    assert table[0] == "step,loss,lr,seconds"
+    assert len(table) == 1 + SETTINGS.steps
+    assert (checkpoint.parent / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_features_stage_refuses_the_checkpoint_for_another_width(pretrained):
+    _, checkpoint = pretrained
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        build_backbone({**BACKBONE, "width": 32, "weights": str(checkpoint)}, STRIDE)
+
+
+def test_the_pretrained_network_starts_from_the_random_init_with_the_same_seed(folder):
+    result, _ = pretrain_into(
+        folder, "zero-lr", PretrainSettings(steps=1, batch_size=4, image_size=32, lr=1e-12),
+        folder / "train.csv",
+    )  # fmt: skip
+    random_init = build_backbone({**BACKBONE, "weights": "random"}, 32).state_dict()
+    assert torch.allclose(result.backbone["conv1.weight"], random_init["conv1.weight"], atol=1e-8)
+
+
+@pytest.fixture(scope="module")
+def paths_only(folder) -> Path:
+    """A manifest with image paths and nothing else: no label, size or box columns."""
+    lines = (folder / "train.csv").read_text().splitlines()
+    column = lines[0].split(",").index("path")
+    manifest = folder / "paths-only.csv"
+    manifest.write_text("\n".join(["path", *(line.split(",")[column] for line in lines[1:])]))
+    return manifest
+
+
+def quick(seed: int) -> PretrainSettings:
+    return PretrainSettings(steps=3, batch_size=8, image_size=32, seed=seed, device="cpu")
+
+
+def test_the_same_seed_writes_a_byte_identical_checkpoint(folder, paths_only):
+    _, first = pretrain_into(folder, "seed0-a", quick(0), paths_only)
+    _, second = pretrain_into(folder, "seed0-b", quick(0), paths_only)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_another_seed_writes_another_checkpoint(folder, paths_only):
+    _, first = pretrain_into(folder, "seed0-c", quick(0), paths_only)
+    _, other = pretrain_into(folder, "seed1", quick(1), paths_only)
+    assert first.read_bytes() != other.read_bytes()
+    assert check_checkpoint(other, "resnet_small").n_loaded == 72
+
+
+def test_the_schema_defaults_are_the_library_defaults():
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    properties = schema["$defs"]["pretrain"]["properties"]
+    defaults = {key: spec["default"] for key, spec in properties.items() if "default" in spec}
+    library = PretrainSettings()
+    assert defaults == {key: getattr(library, key) for key in defaults}
+    assert len(defaults) == 12
+
+
+def config_with(**backbone) -> dict:
+    """The tiny workflow configuration with one dataset, localized with backbone `small`."""
+    config = tiny_config(backbones=["small"], variants=["rps"])
+    del config["datasets"]["base"]
+    config["backbones"]["small"] = {**BACKBONE, **backbone}
+    return config
+
+
+def test_weights_pretrain_without_a_pretrain_block_is_an_error_naming_the_key():
+    with pytest.raises(InputError, match="backbones.small.pretrain is missing"):
+        check_pretrain_config(config_with(weights="pretrain"))
+
+
+def test_a_pretrain_block_naming_an_unknown_dataset_is_an_error_naming_the_key():
+    config = config_with(weights="pretrain", pretrain={"dataset": "tyni"})
+    with pytest.raises(InputError, match="backbones.small.pretrain.dataset 'tyni'"):
+        check_pretrain_config(config)
+
+
+@pytest.mark.workflow
+def test_the_workflow_pretrains_and_extracts_features_with_the_checkpoint(tmp_path):
+    config = config_with(
+        weights="pretrain", pretrain={"dataset": "tiny", "steps": 4, "batch_size": 8,
+                                      "image_size": 32}
+    )  # fmt: skip
+    shard = "results/tiny/small/features/train/shard-0.h5"
+    run_snakemake(tmp_path, config, shard)
+    checkpoint = tmp_path / "results/pretrain/small/checkpoint.pth"
+    with h5py.File(tmp_path / shard) as handle:
+        assert handle.attrs["backbone_weights"] == "results/pretrain/small/checkpoint.pth"
+        assert handle.attrs["backbone_checkpoint_sha256"] == file_sha256(checkpoint)
+        assert handle.attrs["backbone_checkpoint_format"] == "moco_v2"
+    assert len((tmp_path / "results/pretrain/small/loss.csv").read_text().splitlines()) == 5
+
+
+def test_a_misspelt_pretrain_key_is_an_error_that_names_it(tmp_path):
+    config = config_with(weights="pretrain", pretrain={"dataset": "tiny", "stpes": 4})
+    result = run_snakemake(tmp_path, config, "tiny", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "stpes" in result.stdout + result.stderr
