@@ -106,7 +106,7 @@ def test_the_loss_table_and_plot_are_written(pretrained):
 def test_the_features_stage_refuses_the_checkpoint_for_another_width(pretrained):
     _, checkpoint = pretrained
     with pytest.raises(CheckpointError, match="wrong shape"):
-        build_backbone({**BACKBONE, "width": 32, "weights": str(checkpoint)}, STRIDE)
+        build_backbone({**BACKBONE, "width": 16, "weights": str(checkpoint)}, STRIDE)
 
 
 def test_the_pretrained_network_starts_from_the_random_init_with_the_same_seed(folder):

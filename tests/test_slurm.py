@@ -273,7 +273,7 @@ def test_the_shards_ran_as_gpu_jobs_and_the_other_stages_as_cpu_jobs(slurm_run):
     assert len(features) == 5  # 3 training + 2 val shards of 4 images
     assert all("JobState=COMPLETED" in job for job in jobs)
     assert all("TresPerJob=gres:gpu:1" in job for job in features)
-    assert len(others) == 2 and not any("gpu" in job for job in others)
+    assert len(others) == 2 and not any("gres:gpu" in job for job in others)
 
 
 def test_the_slurm_run_gives_the_local_runs_summary_byte_for_byte(slurm_run, local_run):
