@@ -24,7 +24,7 @@ pytestmark = pytest.mark.workflow
 
 STAGES = {  # stage -> the output whose writer pauses until the whole run is killed
     "features, mid-shard": "*/features/train/shard-1.h5",
-    "representer": "*/representer.h5",
+    "representer": "*/representer/global.h5",
     "maps": "*/maps/val.h5",
     "metrics": "*/metrics/val.csv",
     "summary": "*/summary.csv",
