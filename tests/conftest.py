@@ -83,7 +83,7 @@ def snakemake_command(workdir: Path, config: dict, *arguments: str) -> list[str]
         str(SNAKEMAKE),
         *arguments,
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(REPO / "workflow" / "Snakefile"),
         "--directory",
         str(workdir),
         "--cores",
