@@ -73,7 +73,13 @@ def rule_seconds(workdir: Path, config: dict) -> tuple[float, float]:
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     target = "results/bench/resnet50-random/features/val/shard-0.h5"
-    base = [str(SNAKEMAKE), "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir)]
+    base = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+    ]
     base += ["--configfile", str(workdir / "config.yaml"), "--cores", str(RULE_THREADS)]
     # Inputs first, so the features job runs alone.
     subprocess.run([*base, "results/bench/manifest/val.csv"], check=True, capture_output=True)

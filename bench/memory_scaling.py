@@ -59,7 +59,13 @@ def run(workdir: Path, n_images: int) -> tuple[pd.Series, pd.Series]:
     """Largest peak RSS (MiB) per stage, and HDF5 bytes per image per stage."""
     workdir.mkdir(parents=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(workflow_config(n_images)))
-    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir)]
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+    ]
     command += ["--configfile", str(workdir / "config.yaml"), "--cores", "2"]
     subprocess.run([*command, "results/scale/summary.csv"], check=True, capture_output=True)
     peaks = {}

@@ -37,15 +37,6 @@ REAL_SPLITS = {
 }
 
 
-@pytest.fixture(scope="module")
-def wsol_metadata() -> Path:
-    """The benchmark's real metadata, shared next to the checkout (images are not on disk)."""
-    root = Path(__file__).resolve().parents[2] / "shared" / "wsol-metadata"
-    if not root.is_dir():
-        pytest.skip(f"real WSOL metadata not found at {root}")
-    return root
-
-
 @functools.cache
 def _real_records(root: Path, split: str) -> list[ImageRecord]:
     """Records of a real split, parsed once per test session; no image is on disk."""

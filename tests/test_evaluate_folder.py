@@ -14,14 +14,6 @@ from rpsloc.errors import InputError
 from rpsloc.metrics import _read_wsol_metadata, evaluate_scoremap_folder, load_gt_mask
 
 
-@pytest.fixture(scope="module")
-def wsol_metadata() -> Path:
-    root = Path(__file__).resolve().parents[2] / "shared" / "wsol-metadata"
-    if not root.is_dir():
-        pytest.skip(f"shared WSOL metadata not found at {root}")
-    return root
-
-
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 

@@ -13,11 +13,9 @@ BENCHMARK_THRESHOLDS = np.arange(0, 1, 0.01)
 
 
 @pytest.fixture(scope="module")
-def shared() -> Path:
-    root = Path(__file__).resolve().parents[2] / "shared"
-    if not (root / "wsol-metadata").is_dir():
-        pytest.skip(f"shared test data not found at {root}")
-    return root
+def shared(wsol_metadata) -> Path:
+    """../shared beside the checkout (conftest's fixture fails loudly when it is missing)."""
+    return wsol_metadata.parent
 
 
 # ---------------------------------------------------------------------------------------------

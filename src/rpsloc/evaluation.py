@@ -279,9 +279,7 @@ def _headline(
     return summary
 
 
-def top_k_headline(
-    largest: BoxAccuracy, labels: np.ndarray, top5: np.ndarray
-) -> dict[str, Any]:
+def top_k_headline(largest: BoxAccuracy, labels: np.ndarray, top5: np.ndarray) -> dict[str, Any]:
     """Top-1, Top-5 and GT-known Loc (METHOD.md 3) at the one threshold maximising BoxAcc at
     IoU 50 of the largest-contour benchmark protocol (`benchmark_largest`, whose maximum is
     MaxBoxAcc v1, so `gt_known_loc == max_box_acc_v1`), from its per-image best IoUs."""
