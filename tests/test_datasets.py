@@ -81,6 +81,11 @@ def test_openimages_mask_paths_are_relative_to_the_mask_root(wsol_metadata):
     assert first.ignore_path == Path("/masks/val/01226z/32fdab44f6e415f1_ignore.png")
 
 
+# ----------------------------------------------------------------------------- a tiny split
+
+SIZES = {"a/1.jpg": (40, 30), "a/2.jpg": (50, 20), "b/3.jpg": (30, 30)}
+
+
 def _write(folder: Path, files: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
