@@ -124,7 +124,8 @@ def plot_best_and_worst(
     for axis in axes.flat:
         axis.axis("off")
     for row, (name, image_ids) in enumerate((("best", best), ("worst", worst))):
-        for axis, image_id in zip(axes[row], image_ids, strict=False):
+        for column, image_id in enumerate(image_ids[:columns]):
+            axis = axes[row][column]
             image = pictures[image_id]
             title = f"{name}: {image_id}"
             draw_overlay(
@@ -193,7 +194,9 @@ def write_representer_gallery(
         )
         sides = [(SUPPORT_COLOUR, "supports", row.support), (OPPOSE_COLOUR, "opposes", row.oppose)]
         cells = [(colour, verb, *entry) for colour, verb, entries in sides for entry in entries]
-        for axis, (colour, verb, image_id, value) in zip(axes_row[1:], cells, strict=False):
+        shown_cells = cells[: len(axes_row) - 1]
+        cell_axes = axes_row[1 : 1 + len(shown_cells)]
+        for axis, (colour, verb, image_id, value) in zip(cell_axes, shown_cells, strict=True):
             picture = preprocess(load_rgb(records[image_id].path), image_size, crop_size)
             axis.imshow(unnormalise(picture))
             axis.set_title(f"{verb} {value:+.3g}\n{image_id}", fontsize=7, color=colour)

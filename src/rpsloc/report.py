@@ -155,7 +155,7 @@ def plot_box_accuracy(results: Sequence[SplitResult], split: str, out: str | Pat
     figure, axes = plt.subplots(
         1, max(len(ious), 1), figsize=(4.2 * max(len(ious), 1), 3.6), sharey=True, squeeze=False
     )
-    for axis, iou in zip(axes[0], ious, strict=False):
+    for axis, iou in zip(axes[0][: len(ious)], ious, strict=True):
         for (backbone, variant), table in tables.items():
             rows = table[(table["protocol"] == "benchmark") & (table["iou"] == iou)]
             axis.plot(rows["threshold"], rows["box_acc"], label=f"{backbone} / {variant}")
@@ -192,7 +192,7 @@ def plot_overlays(
     figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for index, axis in zip(range(count), axes.flat, strict=False):
+    for index, axis in zip(range(count), axes.flat[:count], strict=True):
         image_id = shard.image_ids[index]
         picture = preprocess(load_rgb(records[image_id].path), image_size, shard.crop_size)
         scores = score_map(activations[position[image_id]], shard.crop_size)
