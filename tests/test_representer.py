@@ -1,14 +1,19 @@
 """The foreground predictor and its representer decomposition (METHOD.md section 1)."""
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from rpsloc.features import image_statistics
+from rpsloc.io import atomic_h5, write_strings
 from rpsloc.representer import (
+    PredictorSums,
+    compute_representers,
     foreground_predictor,
     representer_values,
     representer_vectors,
+    write_representer,
 )
 
 
@@ -37,7 +42,7 @@ def test_foreground_predictor_follows_the_closed_form(raw_features, statistics):
 
 def test_foreground_predictor_is_the_sum_of_representer_points(raw_features, statistics):
     predictor = foreground_predictor(statistics.mean_features, statistics.mean_unit_features)
-    alphas = representer_values(statistics.position_norms, predictor.norm_ratio)
+    alphas = representer_values(statistics.position_norms, predictor.norm_ratio, 5)
     rebuilt = np.einsum("nhw,nchw->c", alphas, raw_features)
     assert np.allclose(rebuilt, predictor.unnormalised, atol=1e-12)
     assert np.allclose(rebuilt / np.linalg.norm(rebuilt), predictor.w, atol=1e-6)
@@ -46,7 +51,7 @@ def test_foreground_predictor_is_the_sum_of_representer_points(raw_features, sta
 def test_representer_vectors_sum_to_the_unnormalised_predictor(statistics):
     predictor = foreground_predictor(statistics.mean_features, statistics.mean_unit_features)
     vectors = representer_vectors(
-        statistics.mean_features, statistics.mean_unit_features, predictor.norm_ratio
+        statistics.mean_features, statistics.mean_unit_features, predictor.norm_ratio, 5
     )
     assert vectors.shape == (5, 6)
     assert np.allclose(vectors.sum(axis=0), predictor.unnormalised, atol=1e-12)
@@ -54,16 +59,16 @@ def test_representer_vectors_sum_to_the_unnormalised_predictor(statistics):
 
 def test_representer_vector_of_an_image_sums_its_representer_points(raw_features, statistics):
     predictor = foreground_predictor(statistics.mean_features, statistics.mean_unit_features)
-    alphas = representer_values(statistics.position_norms, predictor.norm_ratio)
+    alphas = representer_values(statistics.position_norms, predictor.norm_ratio, 5)
     vectors = representer_vectors(
-        statistics.mean_features, statistics.mean_unit_features, predictor.norm_ratio
+        statistics.mean_features, statistics.mean_unit_features, predictor.norm_ratio, 5
     )
     assert np.allclose(np.einsum("hw,chw->c", alphas[2], raw_features[2]), vectors[2], atol=1e-12)
 
 
 def test_representer_values_are_positive_exactly_where_the_norm_exceeds_c(statistics):
     c = 1.5
-    alphas = representer_values(statistics.position_norms, c)
+    alphas = representer_values(statistics.position_norms, c, 5)
     assert np.array_equal(alphas > 0, statistics.position_norms > c)
 
 
@@ -96,3 +101,81 @@ def test_zero_feature_vectors_are_guarded_not_divided_by_zero():
     statistics = image_statistics(torch.from_numpy(features))
     assert np.isfinite(statistics.mean_unit_features).all()
     assert np.allclose(statistics.mean_unit_features, 0.125)
+
+
+def write_training_shards(folder, raw: np.ndarray, labels: np.ndarray, sizes: list[int]):
+    """Training shards as the features stage writes them, `sizes` images each, in order."""
+    statistics = image_statistics(torch.from_numpy(raw))
+    paths, start = [], 0
+    for index, size in enumerate(sizes):
+        stop = start + size
+        path = folder / f"shard-{index}.h5"
+        with atomic_h5(path, {"role": "train", "dataset": "toy"}) as handle:
+            write_strings(handle, "image_ids", [f"img-{i}" for i in range(start, stop)])
+            handle.create_dataset("labels", data=labels[start:stop])
+            handle.create_dataset("mean_features", data=statistics.mean_features[start:stop])
+            handle.create_dataset(
+                "mean_unit_features", data=statistics.mean_unit_features[start:stop]
+            )
+            handle.create_dataset("position_norms", data=statistics.position_norms[start:stop])
+        paths.append(path)
+        start = stop
+    return paths
+
+
+@pytest.fixture
+def training_split():
+    generator = np.random.default_rng(3)
+    raw = np.abs(generator.normal(size=(24, 6, 3, 4))) * generator.uniform(0.2, 3, (24, 1, 3, 4))
+    return raw, np.repeat([0, 1, 2], 8)
+
+
+@pytest.mark.parametrize("classwise", [False, True])
+def test_the_representer_file_is_bit_identical_however_the_training_split_is_sharded(
+    tmp_path, training_split, classwise
+):
+    raw, labels = training_split
+    files = []
+    for name, sizes in (("one", [24]), ("three", [7, 9, 8])):
+        (tmp_path / name).mkdir()
+        shards = write_training_shards(tmp_path / name, raw, labels, sizes)
+        files.append(tmp_path / name / "representer.h5")
+        write_representer(shards, files[-1], classwise=classwise, sampling_ratio=0.5, seed=1)
+    with h5py.File(files[0]) as one, h5py.File(files[1]) as three:
+        assert sorted(one) == sorted(three)
+        for name in one:
+            np.testing.assert_array_equal(one[name][()], three[name][()], err_msg=name)
+
+
+def test_the_streamed_representer_file_holds_the_in_memory_representers(tmp_path, training_split):
+    raw, labels = training_split
+    shards = write_training_shards(tmp_path, raw, labels, [10, 14])
+    write_representer(shards, tmp_path / "representer.h5", classwise=True, sampling_ratio=0.5)
+    expected = compute_representers(
+        image_statistics(torch.from_numpy(raw)), labels, classwise=True, sampling_ratio=0.5
+    )
+    with h5py.File(tmp_path / "representer.h5") as handle:
+        assert handle["image_ids"].asstr()[()].tolist() == [
+            f"img-{i}" for i in expected.image_indices
+        ]
+        assert np.allclose(handle["representer_vectors"][()], expected.vectors, rtol=1e-6)
+        assert np.allclose(handle["image_values"][()], expected.image_values, rtol=1e-12)
+        assert np.allclose(handle["representer_values"][()], expected.position_values, rtol=1e-6)
+        for row, label in enumerate(handle["predictor_labels"][()]):
+            predictor = expected.predictors[int(label)]
+            assert np.array_equal(handle["foreground_predictors"][row], predictor.w)
+
+
+def test_the_sums_behind_the_predictor_do_not_depend_on_how_images_are_chunked(statistics):
+    whole = PredictorSums(1, 6)
+    whole.add(np.zeros(5, dtype=np.int64), statistics.mean_features, statistics.mean_unit_features)
+    chunked = PredictorSums(1, 6)
+    for rows in (slice(0, 2), slice(2, 3), slice(3, 5)):
+        count = rows.stop - rows.start
+        chunked.add(
+            np.zeros(count, dtype=np.int64),
+            statistics.mean_features[rows],
+            statistics.mean_unit_features[rows],
+        )
+    assert np.array_equal(whole.feature_sums, chunked.feature_sums)
+    assert np.array_equal(whole.unit_feature_sums, chunked.unit_feature_sums)

@@ -260,30 +260,53 @@ class _EvalWriter:
         self.handle["norms"][start:stop] = norms.cpu().numpy()
 
 
-def read_training_statistics(
-    shards: Sequence[str | Path],
-) -> tuple[list[str], np.ndarray, ImageStatistics]:
-    """Concatenate the training statistics of all shards, in shard order."""
-    ids: list[str] = []
-    labels, means, unit_means, norms = [], [], [], []
+@dataclass(frozen=True)
+class TrainingShard:
+    """One training shard in memory: the representer stage holds one at a time, never a split."""
+
+    image_ids: list[str]
+    labels: np.ndarray  # (n,)
+    statistics: ImageStatistics
+
+
+def _open_training_shard(shard: str | Path) -> h5py.File:
+    handle = open_h5(shard)
+    if handle.attrs["role"] != TRAIN_ROLE:
+        handle.close()
+        raise ValueError(
+            f"{shard}: expected training-split features, found role {handle.attrs['role']!r}"
+        )
+    return handle
+
+
+def read_training_labels(shards: Sequence[str | Path]) -> np.ndarray:
+    """The labels of a training split, in shard order (all that sampling needs up front)."""
+    labels = []
     for shard in shards:
-        with open_h5(shard) as handle:
-            if handle.attrs["role"] != TRAIN_ROLE:
-                raise ValueError(
-                    f"{shard}: expected training-split features, found role "
-                    f"{handle.attrs['role']!r}"
-                )
-            shard_ids = read_strings(handle["image_ids"])
-            ids += shard_ids
+        with _open_training_shard(shard) as handle:
             labels.append(handle["labels"][()])
-            means.append(handle["mean_features"][()])
-            unit_means.append(handle["mean_unit_features"][()])
-            norms.append(handle["position_norms"][()])
-            check_stored_finite(shard, shard_ids, means[-1], unit_means[-1], norms[-1])
-    statistics = ImageStatistics(
-        np.concatenate(means), np.concatenate(unit_means), np.concatenate(norms)
-    )
-    return ids, np.concatenate(labels), statistics
+    return np.concatenate(labels)
+
+
+def iter_training_shards(shards: Sequence[str | Path]) -> Iterator[TrainingShard]:
+    """Yield the training statistics shard by shard, in order, refusing non-finite values."""
+    for shard in shards:
+        with _open_training_shard(shard) as handle:
+            image_ids = read_strings(handle["image_ids"])
+            statistics = ImageStatistics(
+                handle["mean_features"][()],
+                handle["mean_unit_features"][()],
+                handle["position_norms"][()],
+            )
+            labels = handle["labels"][()]
+        check_stored_finite(
+            shard,
+            image_ids,
+            statistics.mean_features,
+            statistics.mean_unit_features,
+            statistics.position_norms,
+        )
+        yield TrainingShard(image_ids, labels, statistics)
 
 
 @dataclass(frozen=True)
