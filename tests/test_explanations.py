@@ -4,11 +4,13 @@ import h5py
 import numpy as np
 import pytest
 
+from rpsloc import explanations
 from rpsloc.datasets import build_manifest, write_manifest
 from rpsloc.explanations import (
+    RunningTopK,
     position_contributions,
     region_contributions,
-    selected_predictor,
+    selected_predictors,
     selection_curve,
     selection_sizes,
     training_image_ranking,
@@ -76,7 +78,7 @@ def test_top_k_lists_are_ordered_and_reproducible(pipeline, tmp_path):
 
 
 def test_rebuilding_from_all_training_images_gives_back_the_predictor_exactly(pipeline):
-    rebuilt = selected_predictor(pipeline["vectors"], pipeline["values"], m=12)
+    [rebuilt] = selected_predictors([pipeline["vectors"]], pipeline["values"], [12])
     assert np.allclose(rebuilt, pipeline["w"], atol=1e-6)
 
 
@@ -123,3 +125,32 @@ def test_the_paper_table_has_a_row_per_backbone_and_variant(tmp_path):
     ]
     rps = table[table.variant == "rps"].iloc[0]
     assert (rps["cub MaxBoxAccV2"], rps["ilsvrc MaxBoxAccV2"]) == (70.0, 60.0)
+
+
+def test_a_running_top_k_over_chunks_equals_a_stable_sort_of_all_scores():
+    scores = np.random.default_rng(0).integers(0, 6, size=(4, 50)).astype(float)  # many ties
+    running = RunningTopK(rows=4, k=5)
+    for start in range(0, 50, 7):
+        running.update(scores[:, start : start + 7], start)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    assert np.array_equal(running.indices, expected)
+    assert np.array_equal(running.scores, np.take_along_axis(scores, expected, axis=1))
+
+
+def test_streamed_explanations_equal_each_test_images_full_contributions(
+    pipeline, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(explanations, "TRAINING_CHUNK", 5)  # 12 training images: 3 chunks
+    write_test_explanations(pipeline["representer"], [pipeline["test"]], tmp_path / "e.h5", 3)
+    with h5py.File(tmp_path / "e.h5") as handle:
+        for image, features in enumerate(pipeline["test_features"]):
+            contributions, size = region_contributions(
+                pipeline["vectors"], features, pipeline["w"], pipeline["w_norm"]
+            )
+            support = np.argsort(-contributions, kind="stable")[:3]
+            oppose = np.argsort(contributions, kind="stable")[:3]
+            assert handle["support_indices"][image].tolist() == support.tolist()
+            assert handle["oppose_indices"][image].tolist() == oppose.tolist()
+            assert np.allclose(handle["support_contributions"][image], contributions[support])
+            assert handle["region_sizes"][image] == size
+            assert handle["region_activation"][image] == pytest.approx(contributions.sum())
