@@ -8,7 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from rpsloc.boxes import best_iou_per_threshold, box_iou, threshold_boxes
+from rpsloc.boxes import (
+    best_iou_per_threshold,
+    box_iou,
+    threshold_boxes,
+    trace_map,
+    traced_best_ious,
+)
 from rpsloc.errors import InputError
 
 HALF = np.array([0.5])
@@ -219,6 +225,25 @@ def test_vectorised_best_ious_equal_the_straightforward_loop_on_random_smooth_ma
         expected = _straightforward_best_ious(score_map, gt, thresholds, multi, clip)
         got = best_iou_per_threshold(score_map, gt, thresholds, multi, clip)
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("multi", [True, False])
+@pytest.mark.parametrize("clip", [True, False])
+def test_one_tracing_on_the_full_grid_serves_every_mode_and_a_sub_grid(multi, clip):
+    rng = np.random.default_rng(5)
+    noise = cv2.GaussianBlur(rng.random((48, 56)), (0, 0), 3.0)
+    score_map = (noise - noise.min()) / (noise.max() - noise.min())
+    grid = np.arange(0, 1, 0.01)
+    gt = np.array([[5, 8, 30, 40], [20, 2, 50, 20]])
+    traced = trace_map(score_map, grid).restricted(grid[1:])
+    expected = best_iou_per_threshold(score_map, gt, grid[1:], multi, clip)
+    np.testing.assert_array_equal(traced_best_ious(traced, gt, multi, clip), expected)
+
+
+def test_a_tracing_refuses_thresholds_it_did_not_trace():
+    traced = trace_map(np.eye(8), np.arange(0, 1, 0.1))
+    with pytest.raises(ValueError, match="outside the traced grid"):
+        traced.restricted(np.array([0.05]))
 
 
 def test_a_float32_map_gives_the_boxes_of_its_float64_values():

@@ -16,12 +16,13 @@ float32 map gives the same boxes as in the benchmark.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
 import cv2
 import numpy as np
 
 from rpsloc.errors import InputError
-
-_NO_BOX = np.zeros((1, 4), dtype=np.int64)
 
 
 def check_score_map(score_map: np.ndarray, where: str = "score map") -> np.ndarray:
@@ -52,46 +53,79 @@ def _as_thresholds(thresholds: np.ndarray) -> np.ndarray:
     return values
 
 
-def _contour_boxes(foreground: np.ndarray, multi_contour: bool, clip_to_image: bool) -> np.ndarray:
-    """(k, 4) int64 boxes x0, y0, x1, y1 of the contours of one binary image (steps 2-4)."""
-    contours, _ = cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
-    if len(contours) == 0:
-        return _NO_BOX
-    if not multi_contour:
-        contours = [max(contours, key=cv2.contourArea)]
-    # boundingRect of a point set is (min x, min y, max x - min x + 1, max y - min y + 1):
-    # computed for all contours at once from their concatenated points (exactly the same ints).
-    points = np.concatenate(contours, axis=0).reshape(-1, 2).astype(np.int64)
-    starts = np.cumsum([0] + [len(contour) for contour in contours[:-1]])
-    lower = np.minimum.reduceat(points, starts, axis=0)
-    upper = np.maximum.reduceat(points, starts, axis=0) + 1
-    if clip_to_image:
-        height, width = foreground.shape
-        upper = np.minimum(upper, [width - 1, height - 1])
-    return np.concatenate([lower, upper], axis=1)
+@dataclass(frozen=True)
+class TracedMap:
+    """The contours of every distinct binary image of one score map over a threshold grid
+    (steps 1-2), traced once and shared by every contour mode and clipping rule."""
+
+    thresholds: np.ndarray  # (T,) the grid traced
+    binary_of_threshold: np.ndarray  # (T,) index into `contours` of each threshold's image
+    contours: list[Sequence[np.ndarray]]  # per distinct binary image, as findContours gives
+    shape: tuple[int, int]  # (H, W)
+
+    def restricted(self, thresholds: np.ndarray) -> TracedMap:
+        """The same tracing seen through a sub-grid of its thresholds (e.g. the authors'
+        0.01..0.99 inside the benchmark's 0..0.99)."""
+        thresholds = _as_thresholds(thresholds)
+        positions = np.searchsorted(self.thresholds, thresholds).clip(0, len(self.thresholds) - 1)
+        if not np.array_equal(self.thresholds[positions], thresholds):
+            raise ValueError("TracedMap.restricted: thresholds outside the traced grid")
+        return replace(
+            self, thresholds=thresholds, binary_of_threshold=self.binary_of_threshold[positions]
+        )
 
 
-def _boxes_per_level(
-    score_map: np.ndarray, thresholds: np.ndarray, multi_contour: bool, clip_to_image: bool
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Boxes of each distinct binary image, and for each threshold the index of its binary image.
+def trace_map(score_map: np.ndarray, thresholds: np.ndarray) -> TracedMap:
+    """Threshold the uint8 map at each tau and trace the contours of each distinct result.
 
     Two thresholds give the same binary image exactly when as many pixels exceed both, so each
     distinct image is traced once.
     """
+    thresholds = _as_thresholds(thresholds)
     image = (check_score_map(score_map) * 255).astype(np.uint8)
     peak = int(image.max())
-    levels = np.array([int(float(tau) * peak) for tau in _as_thresholds(thresholds)])
+    levels = np.array([int(float(tau) * peak) for tau in thresholds])
     counts_at_or_below = np.cumsum(np.bincount(image.ravel(), minlength=256))
     n_above = image.size - counts_at_or_below[np.clip(levels, 0, 255)]
     n_above[levels < 0] = image.size
     _, first, index = np.unique(n_above, return_index=True, return_inverse=True)
-    boxes = []
-    for level in levels[first]:
+    contours = []
+    for level in levels[first].tolist():
         # THRESH_BINARY: 1 where image > level, as `image > level` (levels < 0 keep every pixel).
         _, foreground = cv2.threshold(image, float(level), 1, cv2.THRESH_BINARY)
-        boxes.append(_contour_boxes(foreground, multi_contour, clip_to_image))
-    return boxes, index.reshape(-1)
+        contours.append(cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0])
+    return TracedMap(thresholds, index.reshape(-1), contours, image.shape)
+
+
+def traced_boxes(
+    traced: TracedMap, multi_contour: bool, clip_to_image: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 4) int64 boxes x0, y0, x1, y1 of every distinct binary image, concatenated, and the
+    row where each image's boxes start (steps 3-4); an image without contours has the one box
+    (0, 0, 0, 0). All boxes come from one pass over the concatenated contour points:
+    boundingRect of a point set is (min x, min y, max x - min x + 1, max y - min y + 1)."""
+    if multi_contour:
+        chosen = traced.contours
+    else:
+        chosen = [[max(found, key=cv2.contourArea)] if found else [] for found in traced.contours]
+    counts = np.array([len(found) for found in chosen])
+    box_counts = np.maximum(counts, 1)
+    starts = np.concatenate([[0], np.cumsum(box_counts[:-1])]).astype(np.int64)
+    boxes = np.zeros((int(box_counts.sum()), 4), dtype=np.int64)
+    flat = [contour for found in chosen for contour in found]
+    if flat:
+        points = np.concatenate(flat, axis=0).reshape(-1, 2).astype(np.int64)
+        point_starts = np.cumsum([0] + [len(c) for c in flat[:-1]])
+        lower = np.minimum.reduceat(points, point_starts, axis=0)
+        upper = np.maximum.reduceat(points, point_starts, axis=0) + 1
+        if clip_to_image:
+            height, width = traced.shape
+            upper = np.minimum(upper, [width - 1, height - 1])
+        rows = np.repeat(starts, counts) + np.concatenate(
+            [np.arange(count) for count in counts]
+        ).astype(np.int64)
+        boxes[rows] = np.concatenate([lower, upper], axis=1)
+    return boxes, starts
 
 
 def threshold_boxes(
@@ -104,8 +138,10 @@ def threshold_boxes(
 
     k = 1 in largest-contour mode (and when nothing exceeds the threshold: box (0, 0, 0, 0)).
     """
-    boxes, index = _boxes_per_level(score_map, thresholds, multi_contour, clip_to_image)
-    return [boxes[i].copy() for i in index]
+    traced = trace_map(score_map, thresholds)
+    boxes, starts = traced_boxes(traced, multi_contour, clip_to_image)
+    per_binary = np.split(boxes, starts[1:])
+    return [per_binary[i].copy() for i in traced.binary_of_threshold]
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -143,6 +179,15 @@ def best_iou_per_threshold(
     clip_to_image: bool = True,
 ) -> np.ndarray:
     """(T,) best IoU over predicted boxes x ground-truth boxes at each threshold (METHOD.md 3)."""
+    return traced_best_ious(
+        trace_map(score_map, thresholds), gt_boxes, multi_contour, clip_to_image
+    )
+
+
+def traced_best_ious(
+    traced: TracedMap, gt_boxes: np.ndarray, multi_contour: bool, clip_to_image: bool = True
+) -> np.ndarray:
+    """(T,) best IoU at each threshold of a traced map (see `best_iou_per_threshold`)."""
     gt = _as_boxes(gt_boxes, "gt_boxes")
     if len(gt) == 0:
         raise InputError("gt_boxes: expected at least one ground-truth box, found none")
@@ -152,8 +197,6 @@ def best_iou_per_threshold(
             "gt_boxes: expected 0 <= x0 <= x1 and 0 <= y0 <= y1, found "
             f"{gt[np.flatnonzero(invalid)[0]].tolist()}"
         )
-    boxes, index = _boxes_per_level(score_map, thresholds, multi_contour, clip_to_image)
-    starts = np.cumsum([0] + [len(b) for b in boxes[:-1]])
-    best_per_box = box_iou(np.concatenate(boxes, axis=0), gt).max(axis=1)
-    best_per_level = np.maximum.reduceat(best_per_box, starts)
-    return best_per_level[index]
+    boxes, starts = traced_boxes(traced, multi_contour, clip_to_image)
+    best_per_box = box_iou(boxes, gt).max(axis=1)
+    return np.maximum.reduceat(best_per_box, starts)[traced.binary_of_threshold]

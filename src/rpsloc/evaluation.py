@@ -22,6 +22,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from rpsloc.boxes import trace_map
 from rpsloc.classifiers import read_top5, top_k_loc
 from rpsloc.datasets import ImageRecord, read_manifest
 from rpsloc.errors import InputError
@@ -237,9 +238,10 @@ def _evaluate_images(
     progress = tqdm(images, desc="evaluating", unit="image", mininterval=5)
     for activation, crop_size, boxes, record in progress:
         scores = score_map(activation, crop_size)
-        for accumulator in accumulators.values():
-            if len(boxes):
-                accumulator.add(scores, boxes)
+        if len(boxes):
+            traced = trace_map(scores, grid)  # once for every protocol
+            for accumulator in accumulators.values():
+                accumulator.add_traced(traced, boxes)
         if pixels is not None and record is not None:
             pixels.add(scores, crop_gt_mask(record, image_size, crop_size))
     return accumulators, pixels

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rpsloc.boxes import best_iou_per_threshold, check_score_map
+from rpsloc.boxes import TracedMap, check_score_map, trace_map, traced_best_ious
 from rpsloc.errors import InputError
 from rpsloc.parallel import map_in_chunks
 
@@ -65,8 +65,13 @@ class BoxAccuracy:
 
     def add(self, score_map: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
         """Accumulate one image; returns its (T,) best IoU per threshold."""
-        best = best_iou_per_threshold(
-            score_map, gt_boxes, self.thresholds, self.multi_contour, self.clip_to_image
+        return self.add_traced(trace_map(score_map, self.thresholds), gt_boxes)
+
+    def add_traced(self, traced: TracedMap, gt_boxes: np.ndarray) -> np.ndarray:
+        """`add` for a map already traced on a grid holding these thresholds, so protocols
+        that differ only in contour mode, clipping or first threshold trace it once."""
+        best = traced_best_ious(
+            traced.restricted(self.thresholds), gt_boxes, self.multi_contour, self.clip_to_image
         )
         self._best_ious.append(best)
         return best
