@@ -172,9 +172,7 @@ class Selection:
     predictor_rows: np.ndarray  # (M,) row in predictor_keys of each kept image
 
     @classmethod
-    def of(
-        cls, labels: np.ndarray, classwise: bool, sampling_ratio: float, seed: int
-    ) -> Selection:
+    def of(cls, labels: np.ndarray, classwise: bool, sampling_ratio: float, seed: int) -> Selection:
         indices = select_training_images(labels, sampling_ratio, seed, classwise)
         if not classwise:
             return cls(indices, np.array([GLOBAL]), np.zeros(len(indices), dtype=np.int64))
