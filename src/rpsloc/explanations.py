@@ -96,8 +96,8 @@ def _first_k_largest(scores: np.ndarray, k: int) -> np.ndarray:
     return np.nonzero(chosen)[1].reshape(len(scores), k)
 
 
-#: Training representer vectors held in memory at once (float64: 16384 x 2048 is 268 MB).
-TRAINING_CHUNK = 16384
+#: Training representer vectors held in memory at once (float64: 1024 x 2048 is 17 MB).
+TRAINING_CHUNK = 1024
 
 
 def _global_representer(path: str | Path) -> dict[str, Any]:
