@@ -13,6 +13,7 @@ from PIL import Image
 
 from rpsloc.cli import main
 from rpsloc.io import atomic_h5
+from rpsloc.synthetic import generate_synthetic_dataset
 
 
 @pytest.fixture
@@ -51,6 +52,16 @@ def test_synth_writes_the_requested_number_of_images_per_split(tmp_path, capsys)
     for split, count in {"train": 3, "val": 2, "test": 1}.items():
         ids = (tmp_path / "synthetic" / "metadata" / split / "image_ids.txt").read_text()
         assert len(ids.split()) == count
+
+
+def test_synth_style_mosaic_writes_the_mosaic_set(tmp_path, capsys):
+    arguments = ["--train", "2", "--val", "1", "--test", "1", "--style", "mosaic"]
+    assert main(["synth", str(tmp_path / "cli"), *arguments]) == 0
+    generate_synthetic_dataset(
+        tmp_path / "library", {"train": 2, "val": 1, "test": 1}, style="mosaic"
+    )
+    image = "images/train/0/0000.jpg"
+    assert (tmp_path / "cli" / image).read_bytes() == (tmp_path / "library" / image).read_bytes()
 
 
 @pytest.mark.workflow

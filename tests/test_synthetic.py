@@ -1,5 +1,6 @@
-"""The built-in synthetic dataset: layout, determinism and the colourfulness property that the
-localization tests rely on (METHOD.md section 2)."""
+"""The built-in synthetic dataset: layout, determinism, the colourfulness property of the grey
+style that the localization tests rely on, and the mosaic style where colourfulness fails
+(METHOD.md section 2)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,19 @@ def synthetic_root(tmp_path_factory) -> Path:
 def records(synthetic_root) -> list[ImageRecord]:
     dataset = {"adapter": "synthetic", "root": str(synthetic_root)}
     return [r for split in ("train", "val", "test") for r in build_manifest(dataset, split)]
+
+
+@pytest.fixture(scope="module")
+def mosaic_records(tmp_path_factory) -> list[ImageRecord]:
+    """The default splits in the mosaic style."""
+    root = tmp_path_factory.mktemp("mosaic")
+    generate_synthetic_dataset(root, style="mosaic")
+    dataset = {"adapter": "synthetic", "root": str(root)}
+    return [r for split in ("train", "val", "test") for r in build_manifest(dataset, split)]
+
+
+def _files(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _rgb(record: ImageRecord) -> np.ndarray:
@@ -151,3 +165,68 @@ def test_object_centres_spread_over_the_image(records):
     assert (offsets > 0.2).mean() >= 0.3
     assert (centres[:, 0] < 0.4).any() and (centres[:, 0] > 0.6).any()
     assert (centres[:, 1] < 0.4).any() and (centres[:, 1] > 0.6).any()
+
+
+def test_the_grey_style_is_the_default(tmp_path):
+    generate_synthetic_dataset(tmp_path / "default", {"train": 4, "test": 2}, seed=3)
+    generate_synthetic_dataset(tmp_path / "grey", {"train": 4, "test": 2}, seed=3, style="grey")
+    assert _files(tmp_path / "default") == _files(tmp_path / "grey")
+
+
+def test_the_grey_style_draws_the_boxes_it_drew_before_styles_existed(synthetic_root):
+    boxes = (synthetic_root / "metadata/train/localization.txt").read_text().splitlines()
+    assert boxes[:3] == [
+        "train/0/0000.jpg,4,120,233,272",
+        "train/1/0001.jpg,16,160,220,291",
+        "train/2/0002.jpg,61,107,162,240",
+    ]
+
+
+def test_the_mosaic_style_writes_byte_identical_files_for_the_same_arguments(tmp_path):
+    for name in ("a", "b"):
+        generate_synthetic_dataset(tmp_path / name, {"train": 4, "test": 2}, style="mosaic")
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_the_mosaic_style_draws_other_images_than_the_grey_one(tmp_path):
+    for style in ("grey", "mosaic"):
+        generate_synthetic_dataset(tmp_path / style, {"train": 1}, style=style)
+    image = "images/train/0/0000.jpg"
+    assert (tmp_path / "grey" / image).read_bytes() != (tmp_path / "mosaic" / image).read_bytes()
+
+
+def test_an_unknown_style_is_an_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="found 'plaid'"):
+        generate_synthetic_dataset(tmp_path, {"train": 1}, style="plaid")
+
+
+def test_mosaic_backgrounds_are_about_as_saturated_as_the_objects(mosaic_records):
+    foreground, background = [], []
+    for record in mosaic_records:
+        saturation = _saturation(_rgb(record))
+        mask = np.any([m > 0 for m in _masks(record)], axis=0)
+        foreground.append(saturation[mask])
+        background.append(saturation[~mask])
+        # most background pixels pass the saturation every grey-style object pixel passes
+        assert (saturation[~mask] >= 0.5).mean() >= 0.5, record.image_id
+    assert np.concatenate(background).mean() >= 0.75 * np.concatenate(foreground).mean()
+
+
+def test_mosaic_boxes_are_the_tight_inclusive_boxes_of_the_instance_masks(mosaic_records):
+    for record in mosaic_records:
+        for mask, box in zip(_masks(record), record.boxes, strict=True):
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            assert box.tolist() == [cols[0], rows[0], cols[-1], rows[-1]]
+
+
+def test_mosaic_objects_cover_roughly_five_to_thirty_percent_of_the_image(mosaic_records):
+    areas = np.array([(m > 0).mean() for r in mosaic_records for m in _masks(r)])
+    assert areas.min() >= 0.04 and areas.max() <= 0.32
+    assert 0.10 <= areas.mean() <= 0.20
+
+
+def test_mosaic_images_keep_the_class_balance_and_the_share_of_two_object_images(mosaic_records):
+    labels = [r.label for r in mosaic_records if r.image_id.startswith("train/")]
+    assert [labels.count(k) for k in range(4)] == [16, 16, 16, 16]
+    two = [r for r in mosaic_records if len(r.mask_paths) == 2]
+    assert 0.15 <= len(two) / len(mosaic_records) <= 0.40

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from rpsloc.errors import RpslocError
+from rpsloc.synthetic import DEFAULT_STYLE, STYLES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--classes", type=int, default=4)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-side", type=int, default=320)
+    synth.add_argument(
+        "--style",
+        choices=sorted(STYLES),
+        default=DEFAULT_STYLE,
+        help="grey: objects on near-grey backgrounds; mosaic: on a multi-hue texture",
+    )
     synth.set_defaults(run=_synth)
 
     inspect = commands.add_parser("inspect", help="print an HDF5 file's tree and attributes")
@@ -98,6 +105,7 @@ def _synth(arguments: argparse.Namespace) -> int:
         n_classes=arguments.classes,
         seed=arguments.seed,
         max_side=arguments.max_side,
+        style=arguments.style,
     )
     print(f"wrote the synthetic dataset to {arguments.out}")
     return 0

@@ -1,16 +1,23 @@
-"""The built-in synthetic dataset: colourful textured objects on near-grey backgrounds, written
-in the WSOL benchmark layout (METHOD.md section 2) so the whole workflow runs without real data.
+"""The built-in synthetic dataset: textured objects of one hue family per class, written in the
+WSOL benchmark layout (METHOD.md section 2) so the whole workflow runs without real data.
 
-Foreground pixels are strongly saturated ((max(rgb) - min(rgb)) / 255 >= 0.5) and background
-pixels barely (<= 0.15), so a "colourfulness" feature localizes the objects exactly; objects are
-placed anywhere in the image, so a centre prior does clearly worse.
+Two styles. `grey`: the objects on near-grey backgrounds; foreground pixels are strongly
+saturated ((max(rgb) - min(rgb)) / 255 >= 0.5) and background pixels barely (<= 0.15), so a
+"colourfulness" feature localizes the objects exactly (the test fixture backbone relies on it).
+`mosaic`: the background is a dense multi-hue texture as saturated and contrasted as the objects,
+so no colour or contrast statistic singles them out and a network at random init localizes
+little; what still marks an object is a closed shape of one hue family and one texture, the
+same within its class across the dataset, which self-supervised pretraining learns
+(docs/pretraining.md). Objects are placed anywhere in the image, so a centre prior does clearly
+worse in both styles.
 """
 
 from __future__ import annotations
 
 import colorsys
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +55,18 @@ JPEG_QUALITY = 95
 SHAPES = ("ellipse", "rectangle", "blob")
 TEXTURES = ("stripes", "dots", "noise")
 _DEFAULT_SPLITS = {"train": 64, "val": 32, "test": 32}
+DEFAULT_STYLE = "grey"
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a synthetic image looks: its background, the object sizes and the texture contrast."""
+
+    background: Callable[[np.random.Generator, int, int], np.ndarray]
+    #: fraction of the image area an object covers: smallest, largest alone, largest of two
+    areas: tuple[float, float, float]
+    #: range of the HSV value of the texture's second colour (the first one's is 0.85-1)
+    second_value: tuple[float, float]
 
 
 def generate_synthetic_dataset(
@@ -57,6 +76,7 @@ def generate_synthetic_dataset(
     seed: int = 0,
     max_side: int = 320,
     sizes_file: Path | None = None,
+    style: str = DEFAULT_STYLE,
 ) -> None:
     """Write the synthetic dataset under `root` in WSOL layout.
 
@@ -65,17 +85,19 @@ def generate_synthetic_dataset(
     class_labels.txt, image_sizes.txt, localization.txt (tight boxes of the instance masks,
     x1/y1 inclusive) and mask_localization.txt (`id,mask_path,` with no ignore mask).
     Image sizes are drawn from CUB's (or `sizes_file`'s, a WSOL image_sizes.txt) and scaled so
-    the longer side is `max_side`. The class sets the shape family and hue. The same arguments
-    give byte-identical files.
+    the longer side is `max_side`. The class sets the shape family and hue; `style` (a key of
+    STYLES) the background and object sizes. The same arguments give byte-identical files.
     """
     if n_classes < 1:
         raise ValueError(f"expected n_classes >= 1, found {n_classes}")
     if max_side < 32:
         raise ValueError(f"expected max_side >= 32, found {max_side}")
+    if style not in STYLES:
+        raise ValueError(f"expected a style in {sorted(STYLES)}, found {style!r}")
     root = Path(root)
     sizes = _read_sizes(Path(sizes_file)) if sizes_file is not None else CUB_IMAGE_SIZES
     for split, count in splits.items():
-        _write_split(root, split, int(count), n_classes, seed, max_side, sizes)
+        _write_split(root, split, int(count), n_classes, seed, max_side, sizes, style)
 
 
 def _read_sizes(path: Path) -> tuple[tuple[int, int], ...]:
@@ -98,6 +120,7 @@ def _write_split(
     seed: int,
     max_side: int,
     sizes: tuple[tuple[int, int], ...],
+    style: str,
 ) -> None:
     ids, labels, size_lines, boxes, masks = [], [], [], [], []
     split_key = zlib.crc32(split.encode("utf-8"))
@@ -105,7 +128,7 @@ def _write_split(
         label = index % n_classes
         rng = np.random.default_rng([seed, split_key, index])
         width, height = _scaled_size(sizes[rng.integers(len(sizes))], max_side)
-        image, instance_masks = render_image(rng, width, height, label, n_classes)
+        image, instance_masks = render_image(rng, width, height, label, n_classes, style)
         image_id = f"{split}/{label}/{index:04d}.jpg"
         image_path = root / "images" / image_id
         image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,14 +174,21 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def render_image(
-    rng: np.random.Generator, width: int, height: int, label: int, n_classes: int
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    label: int,
+    n_classes: int,
+    style: str = DEFAULT_STYLE,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One (height, width, 3) uint8 image and its instance masks (bool, non-overlapping)."""
-    image = _background(rng, width, height)
+    """One (height, width, 3) uint8 image in `style` (a key of STYLES) and its instance masks
+    (bool, non-overlapping)."""
+    look = STYLES[style]
+    image = look.background(rng, width, height)
     n_objects = 2 if rng.random() < 0.25 else 1
-    masks = _place_objects(rng, width, height, label, n_objects)
+    masks = _place_objects(rng, width, height, label, n_objects, look.areas)
     for mask in masks:
-        colours = _foreground(rng, width, height, label, n_classes)
+        colours = _foreground(rng, width, height, label, n_classes, look.second_value)
         image[mask] = colours[mask]
     return image, masks
 
@@ -181,14 +211,41 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
+def _mosaic_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A dense multi-hue texture: every hue three times over a 16-32 cell noise field, saturation
+    0.9, value from 0.2 to 1 on a finer field; as colourful and contrasted as the objects."""
+    hue = (3 * _smooth_noise(rng, width, height, int(rng.integers(16, 32)))) % 1.0
+    value = 0.2 + 0.8 * _smooth_noise(rng, width, height, int(rng.integers(24, 48)))
+    rgb = _hsv_to_rgb(hue, np.float32(0.9), value)
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def _hsv_to_rgb(hue: np.ndarray, saturation: np.floating, value: np.ndarray) -> np.ndarray:
+    """colorsys.hsv_to_rgb over arrays: (height, width) fields -> (height, width, 3) in [0, 1]."""
+    sector = np.floor(hue * 6.0)
+    fraction = hue * 6.0 - sector
+    p = value * (1 - saturation)
+    q = value * (1 - saturation * fraction)
+    t = value * (1 - saturation * (1 - fraction))
+    sector = sector.astype(np.int64) % 6
+    channels = [(value, q, p, p, t, value), (t, value, value, q, p, p), (p, p, t, value, value, q)]
+    return np.stack([np.choose(sector, channel) for channel in channels], axis=-1)
+
+
 def _foreground(
-    rng: np.random.Generator, width: int, height: int, label: int, n_classes: int
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    label: int,
+    n_classes: int,
+    second_value: tuple[float, float],
 ) -> np.ndarray:
-    """A saturated, textured colour field for one object: the hue is set by the class."""
+    """A saturated, textured colour field for one object: the hue is set by the class; the
+    texture's second colour has a value drawn from `second_value`."""
     hue = (label / n_classes + rng.uniform(-0.02, 0.02)) % 1.0
     base = np.array(colorsys.hsv_to_rgb(hue, 1.0, rng.uniform(0.85, 1.0)), dtype=np.float32)
     second = np.array(
-        colorsys.hsv_to_rgb((hue + 0.06) % 1.0, 0.9, rng.uniform(0.7, 0.85)), dtype=np.float32
+        colorsys.hsv_to_rgb((hue + 0.06) % 1.0, 0.9, rng.uniform(*second_value)), dtype=np.float32
     )
     texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -209,18 +266,25 @@ def _foreground(
 
 
 def _place_objects(
-    rng: np.random.Generator, width: int, height: int, label: int, n_objects: int
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    label: int,
+    n_objects: int,
+    areas: tuple[float, float, float],
 ) -> list[np.ndarray]:
-    """Masks of `n_objects` shapes of the class's family, each 10-45% of the image area (at most
-    25% when there are two), anywhere in the image. The boxes of two objects keep an 8-pixel
-    gap, so their masks never touch; a second object that does not fit in 50 tries is dropped."""
+    """Masks of `n_objects` shapes of the class's family, anywhere in the image, each covering
+    a fraction of its area between `areas[0]` and `areas[1]` (`areas[2]` when there are two).
+    The boxes of two objects keep an 8-pixel gap, so their masks never touch; a second object
+    that does not fit in 50 tries is dropped."""
     shape = SHAPES[label % len(SHAPES)]
-    largest = 0.45 if n_objects == 1 else 0.25
+    smallest, largest_one, largest_two = areas
+    largest = largest_one if n_objects == 1 else largest_two
     boxes: list[tuple[int, int, int, int]] = []
     masks: list[np.ndarray] = []
     for _ in range(n_objects):
         for _attempt in range(50):
-            box = _random_box(rng, width, height, shape, rng.uniform(0.10, largest))
+            box = _random_box(rng, width, height, shape, rng.uniform(smallest, largest))
             if all(_apart(box, other, gap=8) for other in boxes):
                 boxes.append(box)
                 masks.append(_draw_shape(rng, width, height, shape, box))
@@ -278,3 +342,12 @@ def _blob_outline(
         (float(cx + rx * r * np.cos(a)), float(cy + ry * r * np.sin(a)))
         for r, a in zip(radius, angles, strict=True)
     ]
+
+
+#: `grey`: the fixture backbone's set. `mosaic`: objects are smaller, since any uninformative
+#: map yields a box around the whole image, which overlaps a large object with IoU >= 0.3, and
+#: their textures are dark on bright, as contrasted as the background.
+STYLES: dict[str, Style] = {
+    "grey": Style(_background, areas=(0.10, 0.45, 0.25), second_value=(0.7, 0.85)),
+    "mosaic": Style(_mosaic_background, areas=(0.06, 0.30, 0.18), second_value=(0.25, 0.45)),
+}

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from rpsloc.logging import to_log
-from rpsloc.synthetic import generate_synthetic_dataset
+from rpsloc.synthetic import DEFAULT_STYLE, generate_synthetic_dataset
 
 with to_log(snakemake.log[0]):
     settings = snakemake.params.synthetic
@@ -11,4 +11,5 @@ with to_log(snakemake.log[0]):
         n_classes=settings["classes"],
         seed=settings["seed"],
         max_side=settings["max_side"],
+        style=settings.get("style", DEFAULT_STYLE),
     )
