@@ -27,7 +27,7 @@ from rpsloc.backbones import ColourfulnessFixture, build_backbone
 from rpsloc.datasets import build_manifest, build_split, write_manifest
 from rpsloc.errors import CheckpointError, IncompleteFileError, InputError
 from rpsloc.evaluation import evaluate_split
-from rpsloc.features import extract_shard, iter_eval_shards
+from rpsloc.features import extract_shard
 from rpsloc.io import (
     atomic_h5,
     open_h5,
@@ -39,6 +39,7 @@ from rpsloc.io import (
     write_strings,
 )
 from rpsloc.maps import write_maps
+from rpsloc.readers import iter_eval_shards
 from rpsloc.representer import write_representer
 
 SIZE = 64  # images are resized and cropped to 64 x 64 pixels: 4 x 4 feature positions

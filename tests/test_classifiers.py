@@ -19,17 +19,16 @@ from rpsloc.classifiers import (
     DinoLinearClassifier,
     build_classifier,
     classifier_settings,
-    read_top5,
     top_k_loc,
 )
 from rpsloc.config import check_checkpoint_files
 from rpsloc.datasets import read_manifest
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.evaluation import top_k_headline
-from rpsloc.features import iter_eval_shards
 from rpsloc.io import open_h5, read_attrs, read_json, read_strings
-from rpsloc.maps import score_map
 from rpsloc.metrics import BoxAccuracy
+from rpsloc.readers import iter_eval_shards, read_top5
+from rpsloc.scoremaps import score_map
 
 
 def seeded_state(model: torch.nn.Module, seed: int = 7) -> dict[str, torch.Tensor]:

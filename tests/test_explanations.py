@@ -16,7 +16,8 @@ from rpsloc.explanations import (
     training_image_ranking,
     write_test_explanations,
 )
-from rpsloc.features import extract_shard, iter_eval_shards
+from rpsloc.features import extract_shard
+from rpsloc.readers import iter_eval_shards
 from rpsloc.report import paper_table
 from rpsloc.representer import write_representer
 from rpsloc.synthetic import generate_synthetic_dataset

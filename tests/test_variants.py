@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from rpsloc.features import EvalShard, image_statistics
+from rpsloc.features import image_statistics
 from rpsloc.io import atomic_h5, write_strings
 from rpsloc.maps import caam_maps, ddt_direction, ddt_maps, variant_maps
+from rpsloc.readers import GLOBAL, EvalShard, PredictorTable
 from rpsloc.representer import (
-    GLOBAL,
-    PredictorTable,
     compute_representers,
     foreground_predictor,
     select_training_images,

@@ -19,7 +19,7 @@ prefix stripped, every tensor present with the right shape, the head included.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,11 @@ from rpsloc.backbones import (
     require_checkpoint_file,
 )
 from rpsloc.datasets import read_manifest
+from rpsloc.devices import resolve_device
 from rpsloc.errors import InputError
-from rpsloc.features import _PreprocessedImages, resolve_device
-from rpsloc.io import atomic_h5, open_h5, read_strings, write_strings
+from rpsloc.io import atomic_h5, write_strings
+from rpsloc.readers import TOP_K
+from rpsloc.transforms import PreprocessedImages
 
 __all__ = [
     "CLASSIFIER_ARCHS",
@@ -58,13 +60,11 @@ __all__ = [
     "checkpoint_files",
     "classifier_settings",
     "predict_split",
-    "read_top5",
     "top_k_loc",
 ]
 
 logger = logging.getLogger("rpsloc.classifiers")
 
-TOP_K = 5
 
 RESNETS = ("resnet50",)
 EFFICIENTNETS = tuple(f"efficientnet-b{i}" for i in range(8))
@@ -351,7 +351,7 @@ def predict_split(
     torch_device = resolve_device(device)
     classifier.model.to(torch_device)
     loader = torch.utils.data.DataLoader(
-        _PreprocessedImages(records, classifier.image_size, classifier.crop_size),
+        PreprocessedImages([r.path for r in records], classifier.image_size, classifier.crop_size),
         batch_size=batch_size,
         num_workers=num_workers,
         pin_memory=torch_device.type == "cuda",
@@ -393,21 +393,6 @@ def predict_split(
         ranks.attrs["meaning"] = "0-based class indices, best first; -1 beyond num_classes"
         probs = handle.create_dataset("top5_scores", data=scores)
         probs.attrs["meaning"] = "softmax probabilities of the top5 classes"
-
-
-def read_top5(predictions: str | Path, image_ids: Sequence[str]) -> np.ndarray:
-    """The `(n, 5)` top-5 classes of `image_ids` from a classify-stage file; an error naming
-    the file and the images it has no prediction for."""
-    with open_h5(predictions) as handle:
-        predicted_ids = read_strings(handle["image_ids"])
-        top5 = handle["top5"][()]
-    position = {image_id: i for i, image_id in enumerate(predicted_ids)}
-    missing = [image_id for image_id in image_ids if image_id not in position]
-    if missing:
-        raise InputError(
-            f"{predictions}: no prediction for {len(missing)} image(s), first {missing[:5]}"
-        )
-    return top5[[position[image_id] for image_id in image_ids]].reshape(-1, TOP_K)
 
 
 def top_k_loc(

@@ -23,14 +23,14 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from rpsloc.boxes import trace_map
-from rpsloc.classifiers import read_top5, top_k_loc
+from rpsloc.classifiers import top_k_loc
 from rpsloc.datasets import ImageRecord, read_manifest
 from rpsloc.errors import InputError
-from rpsloc.features import iter_eval_shards
 from rpsloc.io import open_h5, read_strings, write_csv_atomic, write_json_atomic
-from rpsloc.maps import score_map
 from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall
 from rpsloc.parallel import map_in_chunks
+from rpsloc.readers import iter_eval_shards, read_top5
+from rpsloc.scoremaps import score_map
 from rpsloc.transforms import mask_to_crop
 
 

@@ -21,16 +21,9 @@ import numpy as np
 import pandas as pd
 
 from rpsloc.evaluation import evaluate_activations
-from rpsloc.features import iter_eval_shards
-from rpsloc.io import (
-    atomic_h5,
-    open_h5,
-    provenance_attrs,
-    read_strings,
-    write_csv_atomic,
-    write_strings,
-)
+from rpsloc.io import atomic_h5, open_h5, provenance_attrs, write_csv_atomic, write_strings
 from rpsloc.maps import activation_maps
+from rpsloc.readers import iter_eval_shards, read_global_representer
 
 
 def position_contributions(
@@ -100,29 +93,15 @@ def _first_k_largest(scores: np.ndarray, k: int) -> np.ndarray:
 TRAINING_CHUNK = 1024
 
 
-def _global_representer(path: str | Path) -> dict[str, Any]:
-    with open_h5(path) as handle:
-        if handle.attrs["mode"] != "global":
-            raise ValueError(f"{path}: explanations need a global w*, found {handle.attrs['mode']}")
-        return {
-            "image_ids": read_strings(handle["image_ids"]),
-            "labels": handle["labels"][()],
-            "image_values": handle["image_values"][()],
-            "vector_norms": handle["image_vector_norms"][()],
-            "predictor": handle["foreground_predictors"][0],
-            "unnormalised_norm": float(np.linalg.norm(handle["unnormalised_predictors"][0])),
-        }
-
-
 def training_image_ranking(representer: str | Path) -> pd.DataFrame:
     """Training images ranked by their value `r_n . w*`: the top define "foreground" most."""
-    loaded = _global_representer(representer)
+    loaded = read_global_representer(representer)
     table = pd.DataFrame(
         {
-            "image_id": loaded["image_ids"],
-            "label": loaded["labels"],
-            "value": loaded["image_values"],
-            "vector_norm": loaded["vector_norms"],
+            "image_id": loaded.image_ids,
+            "label": loaded.labels,
+            "value": loaded.image_values,
+            "vector_norm": loaded.vector_norms,
         }
     )
     table = table.sort_values("value", ascending=False, kind="stable").reset_index(drop=True)
@@ -148,8 +127,8 @@ def write_test_explanations(
     sizes; the work is (training images x channels) per test image, so ImageNet's full 1.28M
     representers against 50k test images is about 1.3e14 multiply-adds.
     """
-    loaded = _global_representer(representer)
-    count = len(loaded["image_ids"])
+    loaded = read_global_representer(representer)
+    count = len(loaded.image_ids)
     k = min(top_k, count)
     ids: list[str] = []
     parts: dict[str, list[np.ndarray]] = {
@@ -166,13 +145,13 @@ def write_test_explanations(
     with open_h5(representer) as handle:
         vectors = handle["representer_vectors"]
         for shard in iter_eval_shards(eval_shards):
-            regions = [foreground_region_mean(f, loaded["predictor"]) for f in shard.unit_features]
+            regions = [foreground_region_mean(f, loaded.predictor) for f in shard.unit_features]
             region_means = np.array([mean for mean, _ in regions]).reshape(len(regions), -1)
             support, oppose = RunningTopK(len(regions), k), RunningTopK(len(regions), k)
             totals = np.zeros(len(regions))
             for start in range(0, count, TRAINING_CHUNK):
                 chunk = vectors[start : start + TRAINING_CHUNK].astype(np.float64)
-                contributions = region_means @ chunk.T / loaded["unnormalised_norm"]
+                contributions = region_means @ chunk.T / loaded.unnormalised_norm
                 totals += contributions.sum(axis=1)
                 support.update(contributions, start)
                 oppose.update(-contributions, start)
@@ -193,7 +172,7 @@ def write_test_explanations(
     }
     with atomic_h5(out, attrs) as handle:
         write_strings(handle, "image_ids", ids)
-        write_strings(handle, "training_image_ids", loaded["image_ids"])
+        write_strings(handle, "training_image_ids", loaded.image_ids)
         for name, values in parts.items():
             handle.create_dataset(name, data=np.concatenate(values))
 
@@ -241,8 +220,8 @@ def selection_curve(
 ) -> pd.DataFrame:
     """Representer point selection: MaxBoxAccV2 (benchmark protocol) of `w*` rebuilt from only
     the top-m training images, for a sweep of m."""
-    loaded = _global_representer(representer)
-    sweep = selection_sizes(len(loaded["image_ids"]), sizes)
+    loaded = read_global_representer(representer)
+    sweep = selection_sizes(len(loaded.image_ids), sizes)
     with open_h5(representer) as handle:
         vectors = handle["representer_vectors"]
         predictors = selected_predictors(
@@ -250,7 +229,7 @@ def selection_curve(
                 vectors[start : start + TRAINING_CHUNK]
                 for start in range(0, len(vectors), TRAINING_CHUNK)
             ),
-            loaded["image_values"],
+            loaded.image_values,
             sweep,
         )
     image_ids: list[str] = []
@@ -274,8 +253,8 @@ def selection_curve(
         rows.append(
             {
                 "m": m,
-                "fraction": m / len(loaded["image_ids"]),
-                "cosine_to_full": float(predictor @ loaded["predictor"]),
+                "fraction": m / len(loaded.image_ids),
+                "cosine_to_full": float(predictor @ loaded.predictor),
                 **{key: value for key, value in summary.items() if key.startswith("max_box")},
             }
         )

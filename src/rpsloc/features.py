@@ -9,9 +9,7 @@ map variant and baseline is computed later without running the backbone again.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +21,18 @@ from tqdm import tqdm
 from rpsloc import __version__
 from rpsloc.backbones import build_backbone
 from rpsloc.datasets import ImageRecord, read_manifest
-from rpsloc.errors import InputError
-from rpsloc.io import atomic_h5, open_h5, pause_for_kill_test, read_strings, write_strings
-from rpsloc.transforms import boxes_to_crop, load_rgb, preprocess
+from rpsloc.devices import resolve_device
+from rpsloc.io import atomic_h5, pause_for_kill_test, write_strings
+from rpsloc.readers import (
+    EVAL_ROLE,
+    NORM_EPS,
+    TRAIN_ROLE,
+    ImageStatistics,
+    shard_count,
+)
+from rpsloc.transforms import PreprocessedImages, boxes_to_crop
 
 log = logging.getLogger(__name__)
-
-NORM_EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class ImageStatistics:
-    """Per-image sufficient statistics of the training split (what the features stage stores)."""
-
-    mean_features: np.ndarray  # a_n, (N, C)
-    mean_unit_features: np.ndarray  # b_n, (N, C)
-    position_norms: np.ndarray  # ||f_n[p]||, (N, h, w)
 
 
 def unit_features(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,43 +52,12 @@ def image_statistics(features: torch.Tensor) -> ImageStatistics:
     )
 
 
-TRAIN_ROLE = "train"
-EVAL_ROLE = "eval"
-
-
-def shard_count(n_images: int, shard_size: int) -> int:
-    """How many shards a split of `n_images` is cut into."""
-    return max(1, math.ceil(n_images / shard_size))
-
-
 def shard_records(records: Sequence[ImageRecord], shard: int, shard_size: int) -> list[ImageRecord]:
     """The records of shard `shard` (manifest order), an error if the shard does not exist."""
     count = shard_count(len(records), shard_size)
     if not 0 <= shard < count:
         raise ValueError(f"shard {shard} does not exist: {len(records)} images make {count} shards")
     return list(records[shard * shard_size : (shard + 1) * shard_size])
-
-
-class _PreprocessedImages(torch.utils.data.Dataset):
-    """Decode and preprocess in DataLoader workers, so the backbone never waits on JPEGs."""
-
-    def __init__(self, records: Sequence[ImageRecord], image_size: int, crop_size: int):
-        self.records = records
-        self.image_size = image_size
-        self.crop_size = crop_size
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        image = load_rgb(self.records[index].path)
-        return preprocess(image, self.image_size, self.crop_size)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def extract_shard(
@@ -125,7 +88,7 @@ def extract_shard(
     if on_cuda:
         backbone = backbone.to(memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(
-        _PreprocessedImages(records, image_size, crop_size),
+        PreprocessedImages([r.path for r in records], image_size, crop_size),
         batch_size=batch_size,
         num_workers=num_workers,
         pin_memory=on_cuda,
@@ -182,19 +145,6 @@ def _check_finite(features: torch.Tensor, records: Sequence[ImageRecord]) -> Non
     if not bool(finite.all()):
         bad = [records[i].image_id for i in torch.nonzero(~finite).flatten().tolist()]
         raise ValueError(f"backbone produced non-finite features for images {bad[:5]}")
-
-
-def check_stored_finite(path: str | Path, image_ids: Sequence[str], *arrays: np.ndarray) -> None:
-    """Refuse per-image arrays of a stored shard that hold NaN or infinity (a damaged or
-    edited file: `extract_shard` never writes them), naming the file and the first image."""
-    for array in arrays:
-        finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
-        if not finite.all():
-            first = int(np.flatnonzero(~finite)[0])
-            raise InputError(
-                f"{path}: non-finite stored features for {int((~finite).sum())} image(s), "
-                f"first image {image_ids[first]!r}; delete the file and rerun its stage"
-            )
 
 
 def _write_ground_truth(
@@ -258,93 +208,3 @@ class _EvalWriter:
             normalised.permute(0, 2, 3, 1).to(torch.float16).cpu().numpy()
         )
         self.handle["norms"][start:stop] = norms.cpu().numpy()
-
-
-@dataclass(frozen=True)
-class TrainingShard:
-    """One training shard in memory: the representer stage holds one at a time, never a split."""
-
-    image_ids: list[str]
-    labels: np.ndarray  # (n,)
-    statistics: ImageStatistics
-
-
-def _open_training_shard(shard: str | Path) -> h5py.File:
-    handle = open_h5(shard)
-    if handle.attrs["role"] != TRAIN_ROLE:
-        handle.close()
-        raise ValueError(
-            f"{shard}: expected training-split features, found role {handle.attrs['role']!r}"
-        )
-    return handle
-
-
-def read_training_labels(shards: Sequence[str | Path]) -> np.ndarray:
-    """The labels of a training split, in shard order (all that sampling needs up front)."""
-    labels = []
-    for shard in shards:
-        with _open_training_shard(shard) as handle:
-            labels.append(handle["labels"][()])
-    return np.concatenate(labels)
-
-
-def iter_training_shards(shards: Sequence[str | Path]) -> Iterator[TrainingShard]:
-    """Yield the training statistics shard by shard, in order, refusing non-finite values."""
-    for shard in shards:
-        with _open_training_shard(shard) as handle:
-            image_ids = read_strings(handle["image_ids"])
-            statistics = ImageStatistics(
-                handle["mean_features"][()],
-                handle["mean_unit_features"][()],
-                handle["position_norms"][()],
-            )
-            labels = handle["labels"][()]
-        check_stored_finite(
-            shard,
-            image_ids,
-            statistics.mean_features,
-            statistics.mean_unit_features,
-            statistics.position_norms,
-        )
-        yield TrainingShard(image_ids, labels, statistics)
-
-
-@dataclass(frozen=True)
-class EvalShard:
-    """One evaluation shard in memory: what the maps and metrics stages read."""
-
-    image_ids: list[str]
-    labels: np.ndarray  # (n,)
-    unit_features: np.ndarray  # (n, h, w, C) float16
-    norms: np.ndarray  # (n, h, w)
-    boxes: list[np.ndarray]  # per image (k, 4), crop coordinates
-    crop_size: int
-
-
-def iter_eval_shards(
-    shards: Sequence[str | Path], with_features: bool = True
-) -> Iterator[EvalShard]:
-    """Yield evaluation shards one at a time, so memory holds one shard, never a split."""
-    for shard in shards:
-        with open_h5(shard) as handle:
-            if handle.attrs["role"] != EVAL_ROLE:
-                raise ValueError(
-                    f"{shard}: expected evaluation-split features, found role "
-                    f"{handle.attrs['role']!r}"
-                )
-            offsets = handle["box_offsets"][()]
-            flat = handle["boxes"][()]
-            image_ids = read_strings(handle["image_ids"])
-            features = (
-                handle["unit_features"][()] if with_features else np.empty((len(image_ids), 0))
-            )
-            norms = handle["norms"][()]
-            check_stored_finite(shard, image_ids, features, norms)
-            yield EvalShard(
-                image_ids=image_ids,
-                labels=handle["labels"][()],
-                unit_features=features if with_features else np.empty(0),
-                norms=norms,
-                boxes=[flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)],
-                crop_size=int(handle.attrs["crop_size"]),
-            )

@@ -17,9 +17,8 @@ from matplotlib.patches import Patch
 
 from rpsloc.datasets import ImageRecord, read_manifest
 from rpsloc.errors import InputError
-from rpsloc.features import iter_eval_shards
-from rpsloc.io import open_h5, read_csv, read_strings
-from rpsloc.maps import score_map
+from rpsloc.io import open_h5, read_strings
+from rpsloc.readers import iter_eval_shards, read_image_ious
 from rpsloc.report import (
     GROUND_TRUTH_COLOUR,
     PREDICTED_COLOUR,
@@ -28,6 +27,7 @@ from rpsloc.report import (
     save_figure,
     unnormalise,
 )
+from rpsloc.scoremaps import score_map
 from rpsloc.transforms import load_rgb, preprocess
 
 SUPPORT_COLOUR = "#4363d8"
@@ -94,14 +94,6 @@ def best_and_worst(images: pd.DataFrame, count: int) -> tuple[list[str], list[st
     best = images.sort_values("iou", ascending=False, kind="stable")["image_id"][:count]
     worst = images.sort_values("iou", ascending=True, kind="stable")["image_id"][:count]
     return list(best), list(worst)
-
-
-def read_image_ious(path: str | Path) -> tuple[pd.DataFrame, float]:
-    """The metrics stage's per-image best IoUs and the threshold they were taken at."""
-    images = read_csv(path)
-    if images.empty:
-        raise InputError(f"{path}: no image with ground-truth boxes, so no IoU to show")
-    return images, float(images["threshold"].iloc[0])
 
 
 def plot_best_and_worst(

@@ -130,7 +130,12 @@ def open_h5(path: str | Path) -> h5py.File:
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """The root attributes of a complete stage output, as plain Python values."""
     with open_h5(path) as handle:
-        return {key: _plain(value) for key, value in handle.attrs.items()}
+        return plain_attrs(handle.attrs)
+
+
+def plain_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
+    """HDF5 attributes as plain Python values (numpy scalars unwrapped, bytes decoded)."""
+    return {key: _plain(value) for key, value in attrs.items()}
 
 
 PROVENANCE_ATTRS = (

@@ -1,5 +1,6 @@
-"""Activation maps at feature resolution, and their conversion to score maps for evaluation
-(METHOD.md section 1: inference and variants; the CAAM, DDT and centre-Gaussian baselines).
+"""Activation maps at feature resolution (METHOD.md section 1: inference and variants; the
+CAAM, DDT and centre-Gaussian baselines). Their conversion to score maps is
+`rpsloc.scoremaps`.
 
 Maps are computed from the cached, L2-normalised evaluation features, so every variant and
 baseline shares one backbone pass.
@@ -12,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from rpsloc.classifiers import read_top5
-from rpsloc.features import EvalShard, iter_eval_shards
 from rpsloc.io import atomic_h5, provenance_attrs, write_strings
-from rpsloc.representer import PredictorTable, read_predictors
+from rpsloc.readers import EvalShard, PredictorTable, iter_eval_shards, read_predictors, read_top1
 from rpsloc.variants import Variant, parse_variant
 
 
@@ -43,31 +41,6 @@ def centre_gaussian_maps(count: int, height: int, width: int, sigma: float = 0.5
     squared = ys[:, None] ** 2 + xs[None, :] ** 2
     gaussian = np.exp(-squared / (2 * sigma**2)).astype(np.float32)
     return np.broadcast_to(gaussian, (count, height, width)).copy()
-
-
-def normalize_map(activation: np.ndarray) -> np.ndarray:
-    """Min-max normalise one map to [0, 1]; a constant map becomes all zeros, never NaN."""
-    activation = activation.astype(np.float32)
-    if not np.isfinite(activation).all():
-        raise ValueError("activation map has non-finite values")
-    low, high = float(activation.min()), float(activation.max())
-    if high - low <= 0:
-        return np.zeros_like(activation)
-    return (activation - low) / (high - low)
-
-
-def upsample_map(score_map: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling to `size` x `size` with align_corners=True, as the authors do."""
-    tensor = torch.from_numpy(np.ascontiguousarray(score_map, dtype=np.float32))[None, None]
-    resized = torch.nn.functional.interpolate(
-        tensor, size=(size, size), mode="bilinear", align_corners=True
-    )
-    return resized[0, 0].clamp_(0.0, 1.0).numpy()
-
-
-def score_map(activation: np.ndarray, size: int) -> np.ndarray:
-    """The map the protocol thresholds: normalised, then upsampled to the crop."""
-    return upsample_map(normalize_map(activation), size)
 
 
 def ddt_direction(eval_shards: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,11 +93,6 @@ def variant_maps(
     if variant.kind == "ddt":
         return ddt_maps(shard, *ddt)
     return centre_gaussian_maps(*shard.norms.shape)
-
-
-def read_top1(predictions: str | Path, image_ids: Sequence[str]) -> np.ndarray:
-    """A classifier's top-1 classes for `image_ids`, from the classify stage's HDF5 file."""
-    return read_top5(predictions, image_ids)[:, 0]
 
 
 def write_maps(

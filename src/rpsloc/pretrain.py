@@ -34,8 +34,8 @@ from PIL import Image
 from torch import nn
 
 from rpsloc.backbones import arch_options, build_backbone
+from rpsloc.devices import resolve_device
 from rpsloc.errors import InputError
-from rpsloc.features import resolve_device
 from rpsloc.io import atomic_path, write_csv_atomic
 from rpsloc.report import plot_pretraining_loss
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD, load_rgb

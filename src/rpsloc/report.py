@@ -20,7 +20,6 @@ import pandas as pd  # noqa: E402
 from rpsloc.boxes import threshold_boxes  # noqa: E402
 from rpsloc.datasets import read_manifest  # noqa: E402
 from rpsloc.evaluation import authors_protocol  # noqa: E402
-from rpsloc.features import iter_eval_shards  # noqa: E402
 from rpsloc.io import (  # noqa: E402
     atomic_path,
     open_h5,
@@ -30,7 +29,8 @@ from rpsloc.io import (  # noqa: E402
     read_strings,
     write_csv_atomic,
 )
-from rpsloc.maps import score_map  # noqa: E402
+from rpsloc.readers import iter_eval_shards  # noqa: E402
+from rpsloc.scoremaps import score_map  # noqa: E402
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD, load_rgb, preprocess  # noqa: E402
 
 SUMMARY_COLUMNS = [

@@ -20,14 +20,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from rpsloc.features import (
+from rpsloc.io import atomic_h5, provenance_attrs
+from rpsloc.readers import (
+    GLOBAL,
     NORM_EPS,
     ImageStatistics,
     TrainingShard,
     iter_training_shards,
     read_training_labels,
 )
-from rpsloc.io import atomic_h5, open_h5, provenance_attrs
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,6 @@ def select_training_images(
         for members in (np.flatnonzero(labels == label) for label in classes)
     ]
     return np.sort(np.concatenate(chosen))
-
-
-GLOBAL = -1
 
 
 @dataclass(frozen=True)
@@ -357,42 +355,3 @@ def _write_shares(
         datasets["image_vector_norms"][rows] = np.linalg.norm(vectors, axis=1)
         datasets["representer_values"][rows] = position_values.astype(np.float32)
         start += len(shard.image_ids)
-
-
-@dataclass(frozen=True)
-class PredictorTable:
-    """The foreground predictors of a representer file, looked up per test image."""
-
-    labels: np.ndarray  # (K,) class labels; [-1] for a global predictor
-    predictors: np.ndarray  # (K, C)
-    unnormalised_norms: np.ndarray  # (K,) ||w~_k||
-    source: Path
-
-    @property
-    def is_global(self) -> bool:
-        return self.labels.tolist() == [GLOBAL]
-
-    def for_labels(self, labels: np.ndarray) -> np.ndarray:
-        """`(n, C)`: the global `w*` for every image, or `w*_k` of each image's class."""
-        if self.is_global:
-            return np.broadcast_to(self.predictors[0], (len(labels), self.predictors.shape[1]))
-        rows = np.searchsorted(self.labels, labels).clip(0, len(self.labels) - 1)
-        unknown = self.labels[rows] != labels
-        if unknown.any():
-            raise ValueError(
-                f"{self.source}: no class-wise predictor for class "
-                f"{int(np.asarray(labels)[unknown][0])} (training classes: "
-                f"{self.labels.tolist()[:10]}...)"
-            )
-        return self.predictors[rows]
-
-
-def read_predictors(path: str | Path) -> PredictorTable:
-    """The foreground predictors of a representer file."""
-    with open_h5(path) as handle:
-        return PredictorTable(
-            labels=handle["predictor_labels"][()],
-            predictors=handle["foreground_predictors"][()],
-            unnormalised_norms=np.linalg.norm(handle["unnormalised_predictors"][()], axis=1),
-            source=Path(path),
-        )

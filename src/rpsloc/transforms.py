@@ -3,6 +3,7 @@ coordinates (METHOD.md section 1, docs/architecture.md "Images")."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,19 @@ def mask_to_crop(mask: np.ndarray, size: int, crop: int) -> np.ndarray:
     resized = Image.fromarray(values).resize((size, size), Image.BILINEAR)
     cropped = resized.crop((offset, offset, offset + crop, offset + crop))
     return np.asarray(cropped, dtype=np.float32) >= 0.5
+
+
+class PreprocessedImages(torch.utils.data.Dataset):
+    """Images decoded and preprocessed in DataLoader workers, so a model never waits on
+    JPEG decoding; item i is `preprocess(load_rgb(paths[i]), size, crop)`."""
+
+    def __init__(self, paths: Sequence[Path], size: int, crop: int) -> None:
+        self.paths = list(paths)
+        self.size = size
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return preprocess(load_rgb(self.paths[index]), self.size, self.crop)

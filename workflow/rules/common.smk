@@ -7,7 +7,7 @@ from snakemake.utils import validate
 from rpsloc.classifiers import checkpoint_files, classifier_settings
 from rpsloc.config import check_checkpoint_files, check_config
 from rpsloc.datasets import dataset_settings, manifest_settings, source_files
-from rpsloc.features import shard_count
+from rpsloc.readers import shard_count
 from rpsloc.pretrain import check_pretrain_config
 from rpsloc.variants import WILDCARD as VARIANT_PATTERN, parse_selection, parse_variant
 

@@ -1,0 +1,281 @@
+"""Readers of the stage files that more than one stage consumes: feature shards, representer
+files, a classifier's predictions, maps files and per-image IoUs (layout: docs/hdf5-layout.md).
+
+A stage reads another stage's output through this module, never by importing the stage that
+wrote it, so each stage module holds one idea and can be changed without touching its readers.
+Every reader refuses files without the completeness mark (`rpsloc.io.open_h5`) and names the
+file in its errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from rpsloc.errors import InputError
+from rpsloc.io import open_h5, plain_attrs, read_csv, read_strings
+
+NORM_EPS = 1e-12
+"""Guard of every feature norm: unit features are f / max(||f||, eps) (METHOD.md section 1)."""
+
+TRAIN_ROLE = "train"
+"""A training shard: per-image `a_n`, `b_n` and per-position norms, what `w*` needs."""
+EVAL_ROLE = "eval"
+"""An evaluation shard: per-position unit features and norms, what every map variant needs."""
+
+TOP_K = 5
+"""Classes a classify-stage file keeps per image (Top-5 Loc)."""
+
+
+def shard_count(n_images: int, shard_size: int) -> int:
+    """How many feature shards a split of `n_images` is cut into: shard k holds the images
+    k * shard_size ... (k + 1) * shard_size - 1 of the manifest."""
+    return max(1, math.ceil(n_images / shard_size))
+
+
+@dataclass(frozen=True)
+class ImageStatistics:
+    """Per-image sufficient statistics of the training split (what a training shard stores)."""
+
+    mean_features: np.ndarray  # a_n, (N, C)
+    mean_unit_features: np.ndarray  # b_n, (N, C)
+    position_norms: np.ndarray  # ||f_n[p]||, (N, h, w)
+
+
+@dataclass(frozen=True)
+class TrainingShard:
+    """One training shard in memory: the representer stage holds one at a time, never a split."""
+
+    image_ids: list[str]
+    labels: np.ndarray  # (n,)
+    statistics: ImageStatistics
+
+
+@dataclass(frozen=True)
+class EvalShard:
+    """One evaluation shard in memory: what the maps and metrics stages read."""
+
+    image_ids: list[str]
+    labels: np.ndarray  # (n,)
+    unit_features: np.ndarray  # (n, h, w, C) float16
+    norms: np.ndarray  # (n, h, w)
+    boxes: list[np.ndarray]  # per image (k, 4), crop coordinates
+    crop_size: int
+
+
+def check_stored_finite(path: str | Path, image_ids: Sequence[str], *arrays: np.ndarray) -> None:
+    """Refuse per-image arrays of a stored shard that hold NaN or infinity (a damaged or
+    edited file: the features stage never writes them), naming the file and the first image."""
+    for array in arrays:
+        finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            raise InputError(
+                f"{path}: non-finite stored features for {int((~finite).sum())} image(s), "
+                f"first image {image_ids[first]!r}; delete the file and rerun its stage"
+            )
+
+
+def _open_shard(shard: str | Path, role: str) -> h5py.File:
+    handle = open_h5(shard)
+    if handle.attrs["role"] != role:
+        found = handle.attrs["role"]
+        handle.close()
+        kind = "training" if role == TRAIN_ROLE else "evaluation"
+        raise ValueError(f"{shard}: expected {kind}-split features, found role {found!r}")
+    return handle
+
+
+def read_training_labels(shards: Sequence[str | Path]) -> np.ndarray:
+    """The labels of a training split, in shard order (all that sampling needs up front)."""
+    labels = []
+    for shard in shards:
+        with _open_shard(shard, TRAIN_ROLE) as handle:
+            labels.append(handle["labels"][()])
+    return np.concatenate(labels)
+
+
+def iter_training_shards(shards: Sequence[str | Path]) -> Iterator[TrainingShard]:
+    """Yield the training statistics shard by shard, in order, refusing non-finite values."""
+    for shard in shards:
+        with _open_shard(shard, TRAIN_ROLE) as handle:
+            image_ids = read_strings(handle["image_ids"])
+            statistics = ImageStatistics(
+                handle["mean_features"][()],
+                handle["mean_unit_features"][()],
+                handle["position_norms"][()],
+            )
+            labels = handle["labels"][()]
+        check_stored_finite(
+            shard,
+            image_ids,
+            statistics.mean_features,
+            statistics.mean_unit_features,
+            statistics.position_norms,
+        )
+        yield TrainingShard(image_ids, labels, statistics)
+
+
+def iter_eval_shards(
+    shards: Sequence[str | Path], with_features: bool = True
+) -> Iterator[EvalShard]:
+    """Yield evaluation shards one at a time, so memory holds one shard, never a split.
+    Without `with_features` the unit features are not read (boxes and norms only)."""
+    for shard in shards:
+        with _open_shard(shard, EVAL_ROLE) as handle:
+            offsets = handle["box_offsets"][()]
+            flat = handle["boxes"][()]
+            image_ids = read_strings(handle["image_ids"])
+            features = (
+                handle["unit_features"][()] if with_features else np.empty((len(image_ids), 0))
+            )
+            norms = handle["norms"][()]
+            check_stored_finite(shard, image_ids, features, norms)
+            yield EvalShard(
+                image_ids=image_ids,
+                labels=handle["labels"][()],
+                unit_features=features if with_features else np.empty(0),
+                norms=norms,
+                boxes=[flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)],
+                crop_size=int(handle.attrs["crop_size"]),
+            )
+
+
+GLOBAL = -1
+"""The class label of a global predictor in a representer file."""
+
+
+@dataclass(frozen=True)
+class PredictorTable:
+    """The foreground predictors of a representer file, looked up per test image."""
+
+    labels: np.ndarray  # (K,) class labels; [-1] for a global predictor
+    predictors: np.ndarray  # (K, C)
+    unnormalised_norms: np.ndarray  # (K,) ||w~_k||
+    source: Path
+
+    @property
+    def is_global(self) -> bool:
+        return self.labels.tolist() == [GLOBAL]
+
+    def for_labels(self, labels: np.ndarray) -> np.ndarray:
+        """`(n, C)`: the global `w*` for every image, or `w*_k` of each image's class."""
+        if self.is_global:
+            return np.broadcast_to(self.predictors[0], (len(labels), self.predictors.shape[1]))
+        rows = np.searchsorted(self.labels, labels).clip(0, len(self.labels) - 1)
+        unknown = self.labels[rows] != labels
+        if unknown.any():
+            raise ValueError(
+                f"{self.source}: no class-wise predictor for class "
+                f"{int(np.asarray(labels)[unknown][0])} (training classes: "
+                f"{self.labels.tolist()[:10]}...)"
+            )
+        return self.predictors[rows]
+
+
+def read_predictors(path: str | Path) -> PredictorTable:
+    """The foreground predictors of a representer file."""
+    with open_h5(path) as handle:
+        return PredictorTable(
+            labels=handle["predictor_labels"][()],
+            predictors=handle["foreground_predictors"][()],
+            unnormalised_norms=np.linalg.norm(handle["unnormalised_predictors"][()], axis=1),
+            source=Path(path),
+        )
+
+
+@dataclass(frozen=True)
+class GlobalRepresenter:
+    """A representer file of one global `w*`, as the explanations read it (the training
+    vectors themselves stay in the file and are read in chunks)."""
+
+    path: Path
+    image_ids: list[str]
+    labels: np.ndarray  # (M,)
+    image_values: np.ndarray  # r_n . w*, (M,)
+    vector_norms: np.ndarray  # ||r_n||, (M,)
+    predictor: np.ndarray  # w*, (C,)
+    unnormalised_norm: float  # ||w~||
+
+
+def read_global_representer(path: str | Path) -> GlobalRepresenter:
+    """A representer file's global `w*` and per-image values; an error for class-wise files."""
+    with open_h5(path) as handle:
+        if handle.attrs["mode"] != "global":
+            raise ValueError(f"{path}: explanations need a global w*, found {handle.attrs['mode']}")
+        return GlobalRepresenter(
+            path=Path(path),
+            image_ids=read_strings(handle["image_ids"]),
+            labels=handle["labels"][()],
+            image_values=handle["image_values"][()],
+            vector_norms=handle["image_vector_norms"][()],
+            predictor=handle["foreground_predictors"][0],
+            unnormalised_norm=float(np.linalg.norm(handle["unnormalised_predictors"][0])),
+        )
+
+
+def read_top5(predictions: str | Path, image_ids: Sequence[str]) -> np.ndarray:
+    """The `(n, 5)` top-5 classes of `image_ids` from a classify-stage file; an error naming
+    the file and the images it has no prediction for."""
+    with open_h5(predictions) as handle:
+        predicted_ids = read_strings(handle["image_ids"])
+        top5 = handle["top5"][()]
+    position = {image_id: i for i, image_id in enumerate(predicted_ids)}
+    missing = [image_id for image_id in image_ids if image_id not in position]
+    if missing:
+        raise InputError(
+            f"{predictions}: no prediction for {len(missing)} image(s), first {missing[:5]}"
+        )
+    return top5[[position[image_id] for image_id in image_ids]].reshape(-1, TOP_K)
+
+
+def read_top1(predictions: str | Path, image_ids: Sequence[str]) -> np.ndarray:
+    """A classifier's top-1 classes for `image_ids`, from a classify-stage file."""
+    return read_top5(predictions, image_ids)[:, 0]
+
+
+@dataclass(frozen=True)
+class MapsFile:
+    """A maps-stage file in memory: one activation map per image, in features order."""
+
+    path: Path
+    image_ids: list[str]
+    labels: np.ndarray  # (n,)
+    maps: np.ndarray  # (n, h, w) float32, before min-max normalisation
+    attrs: dict[str, Any]
+
+    def position(self) -> dict[str, int]:
+        """Row of each image id."""
+        return {image_id: i for i, image_id in enumerate(self.image_ids)}
+
+    @property
+    def label(self) -> str:
+        """`backbone / variant`, how figures name the result."""
+        return f"{self.attrs['backbone']} / {self.attrs['variant']}"
+
+
+def read_maps(path: str | Path) -> MapsFile:
+    """A maps-stage file: image ids, labels, activation maps and root attributes."""
+    with open_h5(path) as handle:
+        return MapsFile(
+            path=Path(path),
+            image_ids=read_strings(handle["image_ids"]),
+            labels=handle["labels"][()],
+            maps=handle["maps"][()],
+            attrs=plain_attrs(handle.attrs),
+        )
+
+
+def read_image_ious(path: str | Path) -> tuple[pd.DataFrame, float]:
+    """The metrics stage's per-image best IoUs and the threshold they were taken at."""
+    images = read_csv(path)
+    if images.empty:
+        raise InputError(f"{path}: no image with ground-truth boxes, so no IoU to show")
+    return images, float(images["threshold"].iloc[0])

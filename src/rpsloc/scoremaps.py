@@ -1,0 +1,36 @@
+"""From an activation map to the score map the protocols threshold (METHOD.md sections 1
+and 3): min-max normalised per image, bilinearly upsampled to the crop, values in [0, 1].
+
+Every consumer of maps files (metrics, boxes, figures) converts through here, so the conversion
+is defined once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def normalize_map(activation: np.ndarray) -> np.ndarray:
+    """Min-max normalise one map to [0, 1]; a constant map becomes all zeros, never NaN."""
+    activation = activation.astype(np.float32)
+    if not np.isfinite(activation).all():
+        raise ValueError("activation map has non-finite values")
+    low, high = float(activation.min()), float(activation.max())
+    if high - low <= 0:
+        return np.zeros_like(activation)
+    return (activation - low) / (high - low)
+
+
+def upsample_map(score_map: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling to `size` x `size` with align_corners=True, as the authors do."""
+    tensor = torch.from_numpy(np.ascontiguousarray(score_map, dtype=np.float32))[None, None]
+    resized = torch.nn.functional.interpolate(
+        tensor, size=(size, size), mode="bilinear", align_corners=True
+    )
+    return resized[0, 0].clamp_(0.0, 1.0).numpy()
+
+
+def score_map(activation: np.ndarray, size: int) -> np.ndarray:
+    """The map the protocol thresholds: normalised, then upsampled to the crop."""
+    return upsample_map(normalize_map(activation), size)
