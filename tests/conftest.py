@@ -1,11 +1,13 @@
 """Shared test helpers: where the repository and ../shared live, and how to run Snakemake."""
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +22,17 @@ def wsol_metadata() -> Path:
     if not folder.is_dir():
         pytest.fail(f"{folder} is missing: the tests read the shared benchmark metadata there")
     return folder
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every tensor of a model's state dict: its name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for key in sorted(state):
+        value = state[key]
+        digest.update(f"{key} {value.dtype} {tuple(value.shape)}\n".encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def tiny_config(**dataset_overrides) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import state_digest
 
 from rpsloc.backbones import (
     BACKBONES,
@@ -103,6 +104,27 @@ def test_random_init_leaves_the_global_random_state_alone():
     build_backbone(random_config("fixture-colourfulness"), 8)
     build_backbone(random_config("vgg16"), 8)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+#: Digests of `weights: random, seed: 0`, computed before backbones.py became a package: a
+#: change of construction or initialisation order changes every random-init result.
+RANDOM_INIT_DIGESTS = {
+    "resnet50": ({}, 32, "d7d7c20196ade9df9b2b1ae4c0007df571111590e1d4daa0c59ba0499d90e3d6"),
+    "resnet_small": (
+        {"width": 32, "depth": 1},
+        32,
+        "38e165ba5283a8acf419a8bd8b506a0d50cf841e95d257aa37f0746db65f88da",
+    ),
+    "vgg16": ({}, 8, "7b1d44c8adbab3ad02b79c56f9c12fab26351ea0c6f750c1651c38995b5eed18"),
+    "vit_s16": ({}, 16, "1de335c7d803bb82470f080759034cb9dc8e19ddbc4bad031497cbcf94415d87"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(RANDOM_INIT_DIGESTS))
+def test_random_init_with_seed_0_gives_the_pinned_weights(arch):
+    options, output_stride, expected = RANDOM_INIT_DIGESTS[arch]
+    model = build_backbone({**random_config(arch), **options}, output_stride)
+    assert state_digest(model) == expected
 
 
 def test_random_init_follows_torchvision_kaiming_fan_out_and_unit_batchnorm(resnets):

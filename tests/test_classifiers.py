@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_snakemake, tiny_config
+from conftest import run_snakemake, state_digest, tiny_config
 from efficientnet_pytorch import EfficientNet
 
 from rpsloc.backbones import ResNet50, VisionTransformer
@@ -155,6 +155,14 @@ def test_a_head_with_another_number_of_classes_is_refused_with_both_shapes(tmp_p
         build_classifier({"arch": "resnet50", "weights": str(path), "num_classes": 200})
 
 
+def test_random_resnet50_classifier_with_seed_3_gives_the_pinned_weights():
+    classifier = build_classifier(
+        {"arch": "resnet50", "weights": "random", "num_classes": 6, "seed": 3}
+    )
+    expected = "71b8ec3a8f3870779a94d49c302d262f6dce86df322de5e7665720df1978b513"
+    assert state_digest(classifier.model) == expected  # computed before the backbones package
+
+
 def test_resnet50_classifier_scores_are_its_logits():
     classifier = build_classifier({"arch": "resnet50", "weights": "random", "num_classes": 6})
     images = torch.randn(2, 3, 64, 64)
@@ -249,6 +257,12 @@ def test_dino_linear_head_reads_the_cls_tokens_of_the_last_four_blocks(vit_s8_fi
         cls_tokens.append(vit.norm(tokens)[:, 0])
     expected = linear(torch.cat(cls_tokens[-4:], dim=1))
     assert torch.allclose(classifier.scores(images), expected, atol=1e-5)
+
+
+def test_random_dino_vit_s16_with_its_linear_head_gives_the_pinned_weights():
+    classifier = build_classifier({"arch": "vit_s16", "weights": "random", "num_classes": 5})
+    expected = "0127a8490d696d73e6ca0d9d1bba4316f6cf8c7c88f5106e0bf02e8a97893938"
+    assert state_digest(classifier.model) == expected  # computed before the backbones package
 
 
 def test_dino_avgpool_interleaves_the_cls_and_mean_patch_token_as_dino_does():
