@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from rpsloc.backbones import build_backbone
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -22,6 +24,17 @@ def wsol_metadata() -> Path:
     if not folder.is_dir():
         pytest.fail(f"{folder} is missing: the tests read the shared benchmark metadata there")
     return folder
+
+
+def random_config(arch: str = "resnet50", seed: int = 0) -> dict[str, object]:
+    """A backbone config entry for a seeded random init of `arch`."""
+    return {"arch": arch, "weights": "random", "checkpoint_format": "auto", "seed": seed}
+
+
+@pytest.fixture(scope="session")
+def random_resnet50s() -> dict[int, torch.nn.Module]:
+    """One random ResNet-50 (seed 0) per output stride, built once for the session."""
+    return {s: build_backbone(random_config(seed=0), s) for s in (32, 16, 8)}
 
 
 def state_digest(model: torch.nn.Module) -> str:

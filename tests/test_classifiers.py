@@ -13,7 +13,8 @@ import torch
 from conftest import run_snakemake, state_digest, tiny_config
 from efficientnet_pytorch import EfficientNet
 
-from rpsloc.backbones import ResNet50, VisionTransformer
+from rpsloc.backbones.resnet import resnet50
+from rpsloc.backbones.vit import VisionTransformer
 from rpsloc.boxes import best_iou_per_threshold
 from rpsloc.classifiers import (
     DinoLinearClassifier,
@@ -122,7 +123,7 @@ def test_a_head_file_is_refused_for_a_classifier_that_has_its_own_head():
 
 
 def test_imagenet_resnet50_in_torchvision_names_loads_every_tensor_with_its_fc(tmp_path):
-    expected = seeded_state(ResNet50(num_classes=10))
+    expected = seeded_state(resnet50(num_classes=10))
     path = tmp_path / "resnet50.pth"
     torch.save(expected, path)
     classifier = build_classifier({"arch": "resnet50", "weights": str(path), "num_classes": 10})
@@ -132,7 +133,7 @@ def test_imagenet_resnet50_in_torchvision_names_loads_every_tensor_with_its_fc(t
 
 
 def test_cub_resnet50_with_module_prefix_loads_200_classes(tmp_path):
-    expected = seeded_state(ResNet50(num_classes=200))
+    expected = seeded_state(resnet50(num_classes=200))
     path = tmp_path / "cub_resnet50.pth"
     torch.save({f"module.{key}": value for key, value in expected.items()}, path)
     classifier = build_classifier({"arch": "resnet50", "weights": str(path), "num_classes": 200})
@@ -141,7 +142,7 @@ def test_cub_resnet50_with_module_prefix_loads_200_classes(tmp_path):
 
 
 def test_a_classifier_checkpoint_without_its_fc_head_is_refused(tmp_path):
-    state = seeded_state(ResNet50())  # a backbone: no fc
+    state = seeded_state(resnet50())  # a backbone: no fc
     path = tmp_path / "backbone.pth"
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=r"318 of 320 classifier tensors match; 2 missing"):
@@ -150,7 +151,7 @@ def test_a_classifier_checkpoint_without_its_fc_head_is_refused(tmp_path):
 
 def test_a_head_with_another_number_of_classes_is_refused_with_both_shapes(tmp_path):
     path = tmp_path / "resnet50.pth"
-    torch.save(seeded_state(ResNet50(num_classes=10)), path)
+    torch.save(seeded_state(resnet50(num_classes=10)), path)
     with pytest.raises(CheckpointError, match=r"fc.weight \(expected \[200, 2048\], found \[10,"):
         build_classifier({"arch": "resnet50", "weights": str(path), "num_classes": 200})
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 from conftest import run_snakemake, tiny_config
 
-from rpsloc.backbones import ResNet50
+from rpsloc.backbones.resnet import resnet50
 from rpsloc.cli import main
 
 
 @pytest.fixture(scope="module")
 def moco_checkpoint(tmp_path_factory) -> Path:
     """A MoCo v2 checkpoint as facebookresearch/moco saves it (query encoder, 128-d head)."""
-    state = {f"module.encoder_q.{k}": v for k, v in ResNet50().state_dict().items()}
+    state = {f"module.encoder_q.{k}": v for k, v in resnet50().state_dict().items()}
     state["module.encoder_q.fc.weight"] = torch.zeros(128, 2048)
     path = tmp_path_factory.mktemp("weights") / "moco_v2_800ep_pretrain.pth.tar"
     torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state}, path)

@@ -32,19 +32,18 @@ from torch import nn
 from tqdm import tqdm
 
 from rpsloc import __version__
-from rpsloc.backbones import (
-    BACKBONES,
+from rpsloc.backbones import architecture, build_backbone
+from rpsloc.backbones.checkpoints import (
     CHECKPOINT_FORMATS,
     CheckpointFormat,
     LoadReport,
-    ResNet50,
-    VisionTransformer,
     apply_checkpoint_state,
-    build_backbone,
     fit_checkpoint,
     read_checkpoint,
     require_checkpoint_file,
 )
+from rpsloc.backbones.resnet import ResNet, resnet50
+from rpsloc.backbones.vit import VisionTransformer
 from rpsloc.datasets import read_manifest
 from rpsloc.errors import InputError
 from rpsloc.features import _PreprocessedImages, resolve_device
@@ -240,7 +239,7 @@ def build_classifier(config: Mapping[str, Any]) -> Classifier:
         scores = model
     else:
         if arch in RESNETS:
-            factory = lambda: ResNet50(num_classes=num_classes)  # noqa: E731
+            factory = lambda: resnet50(num_classes=num_classes)  # noqa: E731
             formats = CHECKPOINT_FORMATS
         else:
             factory = lambda: EfficientNet.from_name(  # noqa: E731
@@ -258,7 +257,7 @@ def build_classifier(config: Mapping[str, Any]) -> Classifier:
             )  # fmt: skip
             provenance["checkpoint_sha256"] = report.checkpoint_sha256
             provenance["checkpoint_format"] = report.format
-        scores = model.logits if isinstance(model, ResNet50) else model
+        scores = model.logits if isinstance(model, ResNet) else model
     model.eval()
     model.requires_grad_(False)
     return Classifier(
@@ -286,7 +285,7 @@ def _dino_linear(settings: Mapping[str, Any], provenance: dict[str, Any]) -> Din
             f"classifier {arch!r} with weights {weights!r} needs `head`: the linear head file of "
             "DINO's eval_linear.py (e.g. dino_deitsmall8_linearweights.pth)"
         )
-    patch_size = BACKBONES[arch].args[0]  # the ViT factories are partials: patch size first
+    (patch_size,) = architecture(arch).output_strides
     backbone = build_backbone(vit_config, output_stride=patch_size)
     options = (int(settings["num_classes"]), int(settings["n_last_blocks"]))
     avgpool = bool(settings["avgpool_patchtokens"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rpsloc.backbones import require_checkpoint_file
+from rpsloc.backbones.checkpoints import require_checkpoint_file
 from rpsloc.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import check_dataset, dataset_settings
 from rpsloc.errors import InputError
