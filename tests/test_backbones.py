@@ -3,11 +3,13 @@ seeded random initialisation, provenance (METHOD.md section 4)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import random_config, state_digest
 
-from rpsloc.backbones import build_backbone, effective_output_stride
+from rpsloc.backbones import Weights, build_backbone, effective_output_stride, parse_weights
 from rpsloc.errors import InputError
 
 
@@ -97,3 +99,22 @@ def test_vit_warns_when_asked_for_another_output_stride(caplog):
 @pytest.mark.parametrize(("arch", "output_stride"), [("resnet50", 8), ("ccam", 16), ("vgg16", 8)])
 def test_an_allowed_output_stride_is_the_effective_one(arch, output_stride):
     assert effective_output_stride(arch, output_stride) == output_stride
+
+
+@pytest.mark.parametrize("word", ["random", "none", "pretrain"])
+def test_the_three_weights_words_are_kinds_without_a_path(word):
+    assert parse_weights(word) == Weights(word)
+
+
+def test_any_other_weights_value_is_a_checkpoint_file():
+    assert parse_weights("ckpt/none.pth") == Weights("file", Path("ckpt/none.pth"))
+
+
+def test_weights_none_is_refused_for_a_model_with_learned_parameters():
+    with pytest.raises(InputError, match="'resnet_small' has learned parameters: weights 'none'"):
+        build_backbone({"arch": "resnet_small", "weights": "none"}, 32)
+
+
+def test_weights_pretrain_is_refused_without_the_pretrain_stage_file():
+    with pytest.raises(InputError, match="'pretrain' names the pretrain stage's checkpoint"):
+        build_backbone({"arch": "resnet_small", "weights": "pretrain"}, 32)

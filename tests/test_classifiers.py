@@ -114,6 +114,14 @@ def test_dino_linear_defaults_follow_dino_for_small_and_base_vits():
     assert (small["image_size"], small["crop_size"]) == (256, 224)
 
 
+@pytest.mark.parametrize("weights", ["none", "pretrain"])
+def test_a_classifier_takes_only_random_or_a_checkpoint_file_as_weights(weights):
+    with pytest.raises(
+        InputError, match=f"weights must be 'random' or a checkpoint file, got '{weights}'"
+    ):
+        classifier_settings({"arch": "resnet50", "weights": weights})
+
+
 def test_a_head_file_is_refused_for_a_classifier_that_has_its_own_head():
     with pytest.raises(InputError, match="takes no head"):
         classifier_settings({"arch": "resnet50", "weights": "random", "head": "x.pth"})

@@ -14,6 +14,8 @@ from conftest import run_snakemake, tiny_config
 
 from rpsloc.backbones.resnet import resnet50
 from rpsloc.cli import main
+from rpsloc.config import check_checkpoint_files
+from rpsloc.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,22 @@ def test_the_workflow_stops_before_any_job_when_a_backbone_checkpoint_is_missing
     assert "backbones.mocov2.weights" in result.stderr
     assert "facebookresearch/moco" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("weights", ["random", "none", "pretrain"])
+def test_random_none_and_pretrain_weights_need_no_checkpoint_file(weights):
+    config = {
+        "datasets": {"d": {"backbones": ["b"]}},
+        "backbones": {"b": {"arch": "resnet_small", "weights": weights}},
+    }
+    check_checkpoint_files(config)
+
+
+def test_a_weights_path_must_name_an_existing_file(tmp_path):
+    absent = tmp_path / "none.pth"
+    config = {
+        "datasets": {"d": {"backbones": ["b"]}},
+        "backbones": {"b": {"arch": "resnet_small", "weights": str(absent)}},
+    }
+    with pytest.raises(CheckpointError, match=f"checkpoint file {absent} does not exist"):
+        check_checkpoint_files(config)

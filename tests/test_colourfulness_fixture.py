@@ -42,5 +42,12 @@ def test_colourfulness_fixture_accepts_any_output_stride(output_stride):
 
 def test_colourfulness_fixture_refuses_a_checkpoint(tmp_path):
     config = {"arch": "fixture-colourfulness", "weights": str(tmp_path / "w.pth"), "seed": 0}
-    with pytest.raises(InputError, match="test fixture without weights"):
+    with pytest.raises(
+        InputError, match="a model without learned parameters, so no checkpoint fits it"
+    ):
         build_backbone(config, 16)
+
+
+def test_colourfulness_fixture_takes_weights_none_and_says_so():
+    model = build_backbone({"arch": "fixture-colourfulness", "weights": "none"}, 16)
+    assert (model.provenance["weights"], model.provenance["checkpoint_format"]) == ("none", "none")

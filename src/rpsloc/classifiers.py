@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rpsloc import __version__
-from rpsloc.backbones import architecture, build_backbone
+from rpsloc.backbones import architecture, build_backbone, parse_weights
 from rpsloc.backbones.checkpoints import (
     CHECKPOINT_FORMATS,
     CheckpointFormat,
@@ -97,7 +97,9 @@ def classifier_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     `num_classes` 1000; `image_size`/`crop_size` 256/224 for ResNet-50 and the ViTs (their
     evaluation transforms), the model's own resolution for EfficientNet (600/600 for B7);
     DINO's linear-evaluation defaults `n_last_blocks` 4 without the mean patch token for ViT-S,
-    1 with it for ViT-B; `checkpoint_format` auto; `seed` 0 (random init only).
+    1 with it for ViT-B; `checkpoint_format` auto; `seed` 0 (random init only). `weights` is
+    `random` or a checkpoint file (`rpsloc.backbones.Weights`): a classifier has learned
+    parameters, and none is pretrained here.
     """
     arch = str(config.get("arch", ""))
     if arch not in CLASSIFIER_ARCHS:
@@ -125,6 +127,11 @@ def classifier_settings(config: Mapping[str, Any]) -> dict[str, Any]:
             f"describe a DINO linear head ({list(DINO_VITS)})"
         )
     settings = {**defaults, **config}
+    if parse_weights(settings["weights"]).kind not in ("random", "file"):
+        raise InputError(
+            f"classifier {arch!r}: weights must be 'random' or a checkpoint file, got "
+            f"{settings['weights']!r}"
+        )
     if settings["crop_size"] > settings["image_size"]:
         raise InputError(
             f"classifier {arch!r}: crop_size ({settings['crop_size']}) is larger than "
@@ -246,7 +253,7 @@ def build_classifier(config: Mapping[str, Any]) -> Classifier:
                 arch, num_classes=num_classes, image_size=int(settings["crop_size"])
             )
             formats = EFFICIENTNET_FORMATS
-        if weights == "random":
+        if parse_weights(weights).kind == "random":
             model = _random(factory, seed)
         else:
             with torch.device("meta"):
@@ -280,7 +287,7 @@ def _dino_linear(settings: Mapping[str, Any], provenance: dict[str, Any]) -> Din
         "seed": settings["seed"],
     }
     head_path = settings.get("head")
-    if weights != "random" and head_path is None:
+    if parse_weights(weights).kind == "file" and head_path is None:
         raise InputError(
             f"classifier {arch!r} with weights {weights!r} needs `head`: the linear head file of "
             "DINO's eval_linear.py (e.g. dino_deitsmall8_linearweights.pth)"
@@ -313,17 +320,16 @@ def _dino_linear(settings: Mapping[str, Any], provenance: dict[str, Any]) -> Din
 
 
 def checkpoint_files(settings: Mapping[str, Any], where: str) -> list[str]:
-    """The checkpoint files a classifier reads (`weights` unless random, and `head`), each
+    """The checkpoint files a classifier reads (`weights` when a file, and `head`), each
     checked to exist: a missing one is a `CheckpointError` naming the file, the config key
     (`where` + `.weights` / `.head`) and the project that publishes its format."""
     arch = settings["arch"]
     formats = EFFICIENTNET_FORMATS if arch in EFFICIENTNETS else CHECKPOINT_FORMATS
     files = []
-    if settings["weights"] != "random":
+    weights = parse_weights(settings["weights"])
+    if weights.kind == "file":
         fmt = str(settings.get("checkpoint_format", "auto"))
-        files.append(
-            require_checkpoint_file(settings["weights"], arch, fmt, formats, f"{where}.weights")
-        )
+        files.append(require_checkpoint_file(weights.path, arch, fmt, formats, f"{where}.weights"))
     if settings.get("head") is not None:
         files.append(
             require_checkpoint_file(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -30,10 +30,12 @@ from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD
 __all__ = [
     "BUILT_IN",
     "Architecture",
+    "Weights",
     "arch_options",
     "architecture",
     "build_backbone",
     "effective_output_stride",
+    "parse_weights",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,35 @@ class Architecture:
                 "an Architecture gives at least one output stride, and exactly one (its patch "
                 f"size) with patch_grid; got {self.output_strides}"
             )
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a backbone's parameters come from: the `weights` key of its config entry, parsed
+    by `parse_weights` (METHOD.md 4). `kind` is one of:
+
+    - `random`: the architecture's own init (torchvision's, DINO's) under
+      `torch.manual_seed(seed)`: same seed, same weights; labelled `random` in every output.
+    - `none`: a model without learned parameters (a fixed function such as the test fixture):
+      no checkpoint and no seed needed.
+    - `pretrain`: trained by the workflow's pretrain stage (docs/pretraining.md), which hands
+      its checkpoint on to the features stage as a `file`.
+    - `file`: the local checkpoint file `path`, loaded strictly and safely; nothing is
+      downloaded (rpsloc.backbones.checkpoints).
+    """
+
+    kind: Literal["random", "none", "pretrain", "file"]
+    path: Path | None = None
+
+
+_WORDS = {kind: Weights(kind) for kind in ("random", "none", "pretrain")}
+
+
+def parse_weights(value: str | Path) -> Weights:
+    """The meaning of a `weights` value: one of the words `random`, `none`, `pretrain`, else
+    the path of a checkpoint file."""
+    text = str(value)
+    return _WORDS.get(text) or Weights("file", Path(text))
 
 
 class ColourfulnessFixture(nn.Module):
@@ -105,8 +136,6 @@ BUILT_IN: dict[str, Architecture] = {
     "vit_b8": _dino_vit("vit_b8", 8, 768, 12),
     "fixture-colourfulness": Architecture(ColourfulnessFixture, (4, 8, 16, 32)),
 }
-
-_FIXTURES = {"fixture-colourfulness"}
 
 
 def architecture(arch: str) -> Architecture:
@@ -160,41 +189,51 @@ def arch_options(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
 def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
     """A frozen backbone in eval mode from a config entry (docs/architecture.md, "Backbones").
 
-    `config`: `arch` (a key of BUILT_IN), `weights` ("random" or a checkpoint path; the test
-    fixture takes "random" or "none"), `checkpoint_format` ("auto" or a format name), `seed`
-    (random init: torchvision's init under `torch.manual_seed(seed)`, same seed same weights),
-    and the arch's sizing keys (its record's `options`, e.g. `width` and `depth` of
+    `config`: `arch` (a built-in or a plugin architecture), `weights` (`random`, `none` or a
+    checkpoint path: `Weights`), `checkpoint_format` ("auto" or a format name), `seed` (for
+    `random`), and the arch's sizing keys (its record's `options`, e.g. `width` and `depth` of
     `resnet_small`). The model is built for `effective_output_stride(arch, output_stride)`.
     """
     arch = str(config.get("arch", ""))
     options = arch_options(arch, config)
     factory = partial(architecture(arch).factory, effective_output_stride(arch, output_stride))
     weights = str(config.get("weights", "random"))
+    source = parse_weights(weights)
     checkpoint_format = str(config.get("checkpoint_format", "auto"))
     seed = config.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"backbone {arch!r}: seed must be an integer, got {seed!r}")
     sha = ""
-    if arch in _FIXTURES:
-        if weights not in ("random", "none"):
-            raise InputError(
-                f"backbone {arch!r} is a test fixture without weights: weights must be "
-                f"'random' or 'none', got {weights!r}"
-            )
-        model = factory(**options)
-        fmt_name = weights
-    elif weights == "random":
+    if source.kind == "pretrain":
+        raise InputError(
+            f"backbone {arch!r}: weights 'pretrain' names the pretrain stage's checkpoint, which "
+            "the workflow passes on as a file (docs/pretraining.md); build it from that file"
+        )
+    if source.kind == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = factory(**options)
         fmt_name = "random"
+    elif source.kind == "none":
+        model = factory(**options)
+        if model.state_dict():
+            raise InputError(
+                f"backbone {arch!r} has learned parameters: weights 'none' is for models "
+                "without any; use 'random' (a seeded init) or a checkpoint file"
+            )
+        fmt_name = "none"
     else:
+        with torch.device("meta"):
+            model = factory(**options)
+        if not model.state_dict():
+            raise InputError(
+                f"backbone {arch!r} is a model without learned parameters, so no checkpoint "
+                f"fits it: weights must be 'random' or 'none', got {weights!r}"
+            )
         # imported here: the checkpoint module looks architectures up in this registry
         from rpsloc.backbones.checkpoints import apply_checkpoint_state, load_checkpoint_state
 
-        state, report = load_checkpoint_state(Path(weights), arch, checkpoint_format, options)
-        with torch.device("meta"):
-            model = factory(**options)
+        state, report = load_checkpoint_state(source.path, arch, checkpoint_format, options)
         model.to_empty(device="cpu")
         apply_checkpoint_state(model, state)
         sha, fmt_name = report.checkpoint_sha256, report.format
