@@ -1,4 +1,5 @@
-"""Shared test helpers: where the repository and ../shared live, and how to run Snakemake."""
+"""Shared test helpers: where the repository and ../shared live, how to run Snakemake, and the
+tests' backbone plugin on the path."""
 
 import hashlib
 import os
@@ -15,6 +16,13 @@ from rpsloc.backbones import build_backbone
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+#: The tests' backbone plugin (the colourfulness fixture, found through its entry point): on
+#: sys.path for this process, on PYTHONPATH for the Snakemake runs and scripts it starts.
+PLUGINS = REPO / "tests" / "plugins"
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")])
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,22 @@ seeded random initialisation, provenance (METHOD.md section 4)."""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+import rpsloc_test_fixtures
 import torch
 from conftest import random_config, state_digest
 
-from rpsloc.backbones import Weights, build_backbone, effective_output_stride, parse_weights
+from rpsloc.backbones import (
+    PLUGIN_GROUP,
+    Weights,
+    architecture,
+    build_backbone,
+    effective_output_stride,
+    parse_weights,
+)
 from rpsloc.errors import InputError
 
 
@@ -83,6 +92,87 @@ def test_unsupported_output_stride_is_refused(arch, output_stride):
 def test_unknown_arch_is_refused_with_the_known_names():
     with pytest.raises(InputError, match="resnet50"):
         build_backbone(random_config("resnet51"), 32)
+
+
+def test_an_unknown_arch_is_refused_naming_the_built_in_archs_and_the_installed_plugins():
+    with pytest.raises(InputError) as error:
+        architecture("resnet51")
+    assert "the built-in ['ccam', 'resnet50', 'resnet_small', 'vgg16', 'vit_b16'" in str(
+        error.value
+    )
+    assert "installed plugins ['fixture-colourfulness']" in str(error.value)
+
+
+def test_a_plugin_arch_is_found_through_its_entry_point():
+    points = {point.name: point.value for point in entry_points(group=PLUGIN_GROUP)}
+    assert points["fixture-colourfulness"] == "rpsloc_test_fixtures:COLOURFULNESS"
+    assert architecture("fixture-colourfulness") is rpsloc_test_fixtures.COLOURFULNESS
+
+
+PLUGIN = """
+from torch import nn
+from rpsloc.backbones import Architecture
+
+
+class PointwiseNet(nn.Module):
+    def __init__(self, output_stride, width=3):
+        super().__init__()
+        self.output_stride, self.feature_dim = output_stride, width
+        self.pool = nn.AvgPool2d(output_stride)
+        self.proj = nn.Conv2d(3, width, 1)
+
+    def forward(self, x):
+        return self.proj(self.pool(x))
+
+
+POINTWISE = Architecture(PointwiseNet, output_strides=(8, 16), options=("width",))
+"""
+
+
+def install_plugin(folder: Path, module: str, points: dict[str, str]) -> None:
+    """A distribution in `folder` whose module `module` holds PLUGIN and whose entry points in
+    PLUGIN_GROUP are `points` (name -> object of the module)."""
+    (folder / f"{module}.py").write_text(PLUGIN)
+    info = folder / f"{module}-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0\n")
+    lines = "".join(f"{name} = {module}:{target}\n" for name, target in points.items())
+    (info / "entry_points.txt").write_text(f"[{PLUGIN_GROUP}]\n{lines}")
+
+
+def test_a_plugin_arch_is_built_with_its_options_and_strides(tmp_path, monkeypatch):
+    install_plugin(tmp_path, "rpsloc_plugin_built", {"pointwise": "POINTWISE"})
+    monkeypatch.syspath_prepend(tmp_path)
+    model = build_backbone({**random_config("pointwise"), "width": 5}, 16)
+    assert tuple(model(torch.zeros(1, 3, 64, 64)).shape) == (1, 5, 4, 4)
+    assert model.provenance == {
+        "arch": "pointwise",
+        "weights": "random",
+        "checkpoint_sha256": "",
+        "checkpoint_format": "random",
+        "seed": 0,
+        "width": 5,
+    }
+    with pytest.raises(InputError, match=r"output_stride must be one of \[8, 16\], got 32"):
+        build_backbone(random_config("pointwise"), 32)
+
+
+def test_a_plugin_arch_loads_a_checkpoint_strictly(tmp_path, monkeypatch):
+    install_plugin(tmp_path, "rpsloc_plugin_loaded", {"pointwise": "POINTWISE"})
+    monkeypatch.syspath_prepend(tmp_path)
+    saved = build_backbone(random_config("pointwise", seed=4), 8).state_dict()
+    torch.save(saved, tmp_path / "pointwise.pth")
+    config = {"arch": "pointwise", "weights": str(tmp_path / "pointwise.pth")}
+    model = build_backbone(config, 8)
+    assert model.provenance["checkpoint_format"] == "torchvision"
+    assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
+
+
+def test_a_plugin_entry_point_that_gives_no_architecture_is_refused(tmp_path, monkeypatch):
+    install_plugin(tmp_path, "rpsloc_plugin_wrong", {"pointwise-class": "PointwiseNet"})
+    monkeypatch.syspath_prepend(tmp_path)
+    with pytest.raises(InputError, match="gives a type, not an rpsloc.backbones.Architecture"):
+        architecture("pointwise-class")
 
 
 def test_a_vit_asked_for_another_stride_gives_its_patch_size_with_a_warning(caplog):

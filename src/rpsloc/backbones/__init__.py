@@ -5,7 +5,8 @@ Every backbone maps `(B, 3, H, W)` ImageNet-normalised images to `(B, C, H/s, W/
 carries `feature_dim`, `output_stride` and `provenance`. The models keep torchvision's (ResNet,
 VGG16) and DINO's (ViT) parameter names, so the checkpoints users bring load without renaming
 (`rpsloc.backbones.checkpoints`). The registry is the one place that says which output strides
-an architecture gives (`effective_output_stride`).
+an architecture gives (`effective_output_stride`); architectures that are not built in come from
+installed plugins (entry points of the group `rpsloc.backbones`).
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from rpsloc.backbones.resnet import ccam_resnet50, resnet50, resnet_small
 from rpsloc.backbones.vgg import VGG16
 from rpsloc.backbones.vit import dino_vit
 from rpsloc.errors import InputError
-from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "BUILT_IN",
+    "PLUGIN_GROUP",
     "Architecture",
     "Weights",
     "arch_options",
@@ -96,29 +97,6 @@ def parse_weights(value: str | Path) -> Weights:
     return _WORDS.get(text) or Weights("file", Path(text))
 
 
-class ColourfulnessFixture(nn.Module):
-    """TEST FIXTURE, no learned weights: a hand-made "backbone" whose features say how colourful
-    each region is, so the workflow can be tested end to end on synthetic images in seconds.
-
-    Normalised image -> un-normalise to [0, 1] RGB -> saturation s = max(rgb) - min(rgb) ->
-    `avg_pool2d(kernel=output_stride, stride=output_stride)` -> channels `[8 s, 1 - s]`.
-    Not a model of anything; never use it for real results.
-    """
-
-    def __init__(self, output_stride: int = 16) -> None:
-        super().__init__()
-        self.output_stride = output_stride
-        self.feature_dim = 2
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rgb = (x * self.std + self.mean).clamp(0.0, 1.0)
-        s = rgb.amax(dim=1, keepdim=True) - rgb.amin(dim=1, keepdim=True)
-        s = F.avg_pool2d(s, kernel_size=self.output_stride, stride=self.output_stride)
-        return torch.cat([8.0 * s, 1.0 - s], dim=1)
-
-
 def _dino_vit(arch: str, patch_size: int, embed_dim: int, num_heads: int) -> Architecture:
     factory = partial(dino_vit, embed_dim=embed_dim, num_heads=num_heads, arch=arch)
     return Architecture(factory, (patch_size,), patch_grid=True)
@@ -134,18 +112,33 @@ BUILT_IN: dict[str, Architecture] = {
     "vit_s8": _dino_vit("vit_s8", 8, 384, 6),
     "vit_b16": _dino_vit("vit_b16", 16, 768, 12),
     "vit_b8": _dino_vit("vit_b8", 8, 768, 12),
-    "fixture-colourfulness": Architecture(ColourfulnessFixture, (4, 8, 16, 32)),
 }
 
 
+#: The entry-point group in which installed packages register their own architectures.
+PLUGIN_GROUP = "rpsloc.backbones"
+
+
 def architecture(arch: str) -> Architecture:
-    """The record of the architecture called `arch` in a backbone config entry."""
-    try:
+    """The record of the architecture called `arch` in a backbone config entry: a built-in one,
+    else the `Architecture` that the entry point of that name in PLUGIN_GROUP gives (a backbone
+    of the user's own, docs/architecture.md "Your own backbone")."""
+    if arch in BUILT_IN:
         return BUILT_IN[arch]
-    except KeyError:
+    plugins = {point.name: point for point in entry_points(group=PLUGIN_GROUP)}
+    if arch not in plugins:
         raise InputError(
-            f"unknown backbone arch {arch!r}; expected one of {sorted(BUILT_IN)}"
-        ) from None
+            f"unknown backbone arch {arch!r}; expected one of the built-in {sorted(BUILT_IN)} "
+            f"or of the installed plugins {sorted(plugins)} (entry points of group "
+            f"{PLUGIN_GROUP!r})"
+        )
+    record = plugins[arch].load()
+    if not isinstance(record, Architecture):
+        raise InputError(
+            f"backbone plugin {arch!r}: its entry point {plugins[arch].value!r} gives a "
+            f"{type(record).__name__}, not an rpsloc.backbones.Architecture"
+        )
+    return record
 
 
 def effective_output_stride(arch: str, requested: int) -> int:
