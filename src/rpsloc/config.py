@@ -9,7 +9,7 @@ from typing import Any
 
 from rpsloc.backbones import parse_weights
 from rpsloc.backbones.checkpoints import require_checkpoint_file
-from rpsloc.classifiers import checkpoint_files, classifier_settings
+from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import check_dataset, dataset_settings
 from rpsloc.errors import InputError
 from rpsloc.variants import parse_variant
