@@ -4,8 +4,9 @@ per image per stage.
 Runs the workflow up to the summary on synthetic datasets of 1,000 and 10,000 images (half
 training, a quarter each for val and test; 1,000 images per features shard) and reads every
 job's peak RSS from Snakemake's benchmark files. It uses the colourfulness fixture backbone (2
-channels): ResNet-50 on 10k images would take hours on CPU, and the backbone's own memory does
-not depend on the dataset size, only on the batch. Prints the 10k / 1k ratio of each stage's
+channels; the tests' plugin in tests/plugins, put on the workflow's PYTHONPATH): ResNet-50 on 10k
+images would take hours on CPU, and the backbone's own memory does not depend on the dataset
+size, only on the batch. Prints the 10k / 1k ratio of each stage's
 largest peak RSS (goal: under 1.2) and the bytes per image of each stage's HDF5 files.
 
     .venv/bin/python bench/memory_scaling.py [--sizes 1000 10000]
@@ -14,6 +15,7 @@ largest peak RSS (goal: under 1.2) and the bytes per image of each stage's HDF5 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,8 @@ from _common import machine
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 STAGES = ("synth", "manifest", "features", "representer", "maps", "metrics", "summary")
+#: Where the fixture backbone's plugin lives (an entry point of group rpsloc.backbones).
+TEST_PLUGINS = REPO / "tests" / "plugins"
 
 
 def workflow_config(n_images: int) -> dict:
@@ -67,7 +71,11 @@ def run(workdir: Path, n_images: int) -> tuple[pd.Series, pd.Series]:
         str(workdir),
     ]
     command += ["--configfile", str(workdir / "config.yaml"), "--cores", "2"]
-    subprocess.run([*command, "results/scale/summary.csv"], check=True, capture_output=True)
+    path = os.pathsep.join(filter(None, [str(TEST_PLUGINS), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    subprocess.run(
+        [*command, "results/scale/summary.csv"], check=True, capture_output=True, env=env
+    )
     peaks = {}
     for stage in STAGES:
         files = [

@@ -1,16 +1,28 @@
-"""Shared test helpers: where the repository and ../shared live, and how to run Snakemake."""
+"""Shared test helpers: where the repository and ../shared live, how to run Snakemake, and the
+tests' backbone plugin on the path."""
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+from rpsloc.backbones import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+#: The tests' backbone plugin (the colourfulness fixture, found through its entry point): on
+#: sys.path for this process, on PYTHONPATH for the Snakemake runs and scripts it starts.
+PLUGINS = REPO / "tests" / "plugins"
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")])
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +32,28 @@ def wsol_metadata() -> Path:
     if not folder.is_dir():
         pytest.fail(f"{folder} is missing: the tests read the shared benchmark metadata there")
     return folder
+
+
+def random_config(arch: str = "resnet50", seed: int = 0) -> dict[str, object]:
+    """A backbone config entry for a seeded random init of `arch`."""
+    return {"arch": arch, "weights": "random", "checkpoint_format": "auto", "seed": seed}
+
+
+@pytest.fixture(scope="session")
+def random_resnet50s() -> dict[int, torch.nn.Module]:
+    """One random ResNet-50 (seed 0) per output stride, built once for the session."""
+    return {s: build_backbone(random_config(seed=0), s) for s in (32, 16, 8)}
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every tensor of a model's state dict: its name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for key in sorted(state):
+        value = state[key]
+        digest.update(f"{key} {value.dtype} {tuple(value.shape)}\n".encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def tiny_config(**dataset_overrides) -> dict:

@@ -1,74 +1,29 @@
-"""Backbone architectures, random initialisation and the test fixture (METHOD.md section 4)."""
+"""The backbone registry and `build_backbone`: which output strides each architecture gives,
+seeded random initialisation, provenance (METHOD.md section 4)."""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+from pathlib import Path
+
 import pytest
+import rpsloc_test_fixtures
 import torch
+from conftest import random_config, state_digest
 
 from rpsloc.backbones import (
-    BACKBONES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ResNet50,
+    PLUGIN_GROUP,
+    Weights,
+    architecture,
     build_backbone,
+    effective_output_stride,
+    parse_weights,
 )
 from rpsloc.errors import InputError
 
 
-def random_config(arch: str = "resnet50", seed: int = 0) -> dict[str, object]:
-    return {"arch": arch, "weights": "random", "checkpoint_format": "auto", "seed": seed}
-
-
-@pytest.fixture(scope="module")
-def resnets() -> dict[int, torch.nn.Module]:
-    """One random ResNet-50 per output stride, built once for the module."""
-    return {s: build_backbone(random_config(seed=0), s) for s in (32, 16, 8)}
-
-
-@pytest.mark.parametrize("size", [224, 448])
-@pytest.mark.parametrize("output_stride", [32, 16, 8])
-def test_resnet50_features_have_2048_channels_at_the_output_stride(resnets, size, output_stride):
-    with torch.no_grad():
-        out = resnets[output_stride](torch.randn(1, 3, size, size))
-    side = size // output_stride
-    assert tuple(out.shape) == (1, 2048, side, side)
-
-
-def test_resnet50_output_stride_sets_the_strides_of_layer1_to_layer4(resnets):
-    strides = {
-        os_: tuple(getattr(m, f"layer{i}")[0].conv2.stride[0] for i in range(1, 5))
-        for os_, m in resnets.items()
-    }
-    assert strides == {32: (1, 2, 2, 2), 16: (1, 2, 2, 1), 8: (1, 2, 1, 1)}
-
-
-def test_resnet50_stride_sits_on_the_3x3_conv_and_downsample_without_dilation(resnets):
-    block = resnets[32].layer2[0]
-    assert block.conv1.stride == (1, 1)
-    assert block.conv2.stride == (2, 2)
-    assert block.downsample[0].stride == (2, 2)
-    convs = [m for m in resnets[8].modules() if isinstance(m, torch.nn.Conv2d)]
-    assert len(convs) == 53
-    assert all(m.dilation == (1, 1) for m in convs)
-
-
-def test_resnet50_has_torchvision_parameter_names_and_counts(resnets):
-    state = resnets[32].state_dict()
-    assert len(state) == 318
-    assert sum(p.numel() for p in resnets[32].parameters()) == 23_508_032
-    assert "layer4.2.bn3.running_var" in state
-    assert "layer3.0.downsample.1.weight" in state
-    assert not any(k.startswith("fc.") for k in state)
-
-
-def test_resnet50_with_classes_has_a_torchvision_fc_head():
-    with torch.device("meta"):
-        model = ResNet50(num_classes=200)
-    assert tuple(model.state_dict()["fc.weight"].shape) == (200, 2048)
-
-
-def test_backbone_attributes_and_provenance_say_random_init(resnets):
-    model = resnets[16]
+def test_backbone_attributes_and_provenance_say_random_init(random_resnet50s):
+    model = random_resnet50s[16]
     assert (model.feature_dim, model.output_stride) == (2048, 16)
     assert model.provenance == {
         "arch": "resnet50",
@@ -79,23 +34,25 @@ def test_backbone_attributes_and_provenance_say_random_init(resnets):
     }
 
 
-def test_backbone_is_frozen_in_eval_mode(resnets):
-    model = resnets[32]
+def test_backbone_is_frozen_in_eval_mode(random_resnet50s):
+    model = random_resnet50s[32]
     assert not model.training
     assert not any(m.training for m in model.modules())
     assert not any(p.requires_grad for p in model.parameters())
 
 
-def test_random_init_is_identical_for_the_same_seed(resnets):
+def test_random_init_is_identical_for_the_same_seed(random_resnet50s):
     again = build_backbone(random_config(seed=0), 32)
-    first = resnets[32].state_dict()
+    first = random_resnet50s[32].state_dict()
     assert all(torch.equal(v, first[k]) for k, v in again.state_dict().items())
 
 
-def test_random_init_differs_across_seeds(resnets):
+def test_random_init_differs_across_seeds(random_resnet50s):
     other = build_backbone(random_config(seed=1), 32)
-    assert not torch.equal(other.conv1.weight, resnets[32].conv1.weight)
-    assert not torch.equal(other.layer4[2].conv3.weight, resnets[32].layer4[2].conv3.weight)
+    assert not torch.equal(other.conv1.weight, random_resnet50s[32].conv1.weight)
+    assert not torch.equal(
+        other.layer4[2].conv3.weight, random_resnet50s[32].layer4[2].conv3.weight
+    )
 
 
 def test_random_init_leaves_the_global_random_state_alone():
@@ -105,12 +62,25 @@ def test_random_init_leaves_the_global_random_state_alone():
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-def test_random_init_follows_torchvision_kaiming_fan_out_and_unit_batchnorm(resnets):
-    model = resnets[32]
-    expected_std = (2.0 / (64 * 7 * 7)) ** 0.5  # kaiming normal, fan_out, relu
-    assert abs(model.conv1.weight.std().item() / expected_std - 1) < 0.05
-    assert torch.equal(model.bn1.weight, torch.ones(64))
-    assert torch.equal(model.layer1[0].bn3.bias, torch.zeros(256))
+#: Digests of `weights: random, seed: 0`, computed before backbones.py became a package: a
+#: change of construction or initialisation order changes every random-init result.
+RANDOM_INIT_DIGESTS = {
+    "resnet50": ({}, 32, "d7d7c20196ade9df9b2b1ae4c0007df571111590e1d4daa0c59ba0499d90e3d6"),
+    "resnet_small": (
+        {"width": 32, "depth": 1},
+        32,
+        "38e165ba5283a8acf419a8bd8b506a0d50cf841e95d257aa37f0746db65f88da",
+    ),
+    "vgg16": ({}, 8, "7b1d44c8adbab3ad02b79c56f9c12fab26351ea0c6f750c1651c38995b5eed18"),
+    "vit_s16": ({}, 16, "1de335c7d803bb82470f080759034cb9dc8e19ddbc4bad031497cbcf94415d87"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(RANDOM_INIT_DIGESTS))
+def test_random_init_with_seed_0_gives_the_pinned_weights(arch):
+    options, output_stride, expected = RANDOM_INIT_DIGESTS[arch]
+    model = build_backbone({**random_config(arch), **options}, output_stride)
+    assert state_digest(model) == expected
 
 
 @pytest.mark.parametrize(("arch", "output_stride"), [("resnet50", 4), ("ccam", 32), ("vgg16", 16)])
@@ -124,125 +94,117 @@ def test_unknown_arch_is_refused_with_the_known_names():
         build_backbone(random_config("resnet51"), 32)
 
 
-@pytest.mark.parametrize(("output_stride", "side"), [(16, 14), (8, 28)])
-def test_ccam_concatenates_layer3_and_layer4(output_stride, side):
-    model = build_backbone(random_config("ccam"), output_stride)
-    with torch.no_grad():
-        out = model(torch.randn(1, 3, 224, 224))
-        x3 = model.layer3(model.layer2(model.layer1(model.stem(torch.zeros(1, 3, 224, 224)))))
-    assert tuple(out.shape) == (1, 3072, side, side)
-    assert model.feature_dim == 3072
-    assert tuple(x3.shape[-2:]) == (side, side)
+def test_an_unknown_arch_is_refused_naming_the_built_in_archs_and_the_installed_plugins():
+    with pytest.raises(InputError) as error:
+        architecture("resnet51")
+    assert "the built-in ['ccam', 'resnet50', 'resnet_small', 'vgg16', 'vit_b16'" in str(
+        error.value
+    )
+    assert "installed plugins ['fixture-colourfulness']" in str(error.value)
 
 
-def test_vgg16_keeps_torchvision_names_without_the_last_two_pools():
-    model = build_backbone(random_config("vgg16"), 8)
-    names = set(model.state_dict())
-    assert {"features.0.weight", "features.28.weight", "features.28.bias"} <= names
-    assert len(names) == 26
-    assert isinstance(model.features[23], torch.nn.Identity)
-    assert isinstance(model.features[30], torch.nn.Identity)
-    assert isinstance(model.features[16], torch.nn.MaxPool2d)
-    with torch.no_grad():
-        out = model(torch.randn(1, 3, 224, 224))
-    assert tuple(out.shape) == (1, 512, 28, 28)
-    assert out.min().item() >= 0.0
+def test_a_plugin_arch_is_found_through_its_entry_point():
+    points = {point.name: point.value for point in entry_points(group=PLUGIN_GROUP)}
+    assert points["fixture-colourfulness"] == "rpsloc_test_fixtures:COLOURFULNESS"
+    assert architecture("fixture-colourfulness") is rpsloc_test_fixtures.COLOURFULNESS
 
 
-@pytest.fixture(scope="module")
-def vit_s16() -> torch.nn.Module:
-    return build_backbone(random_config("vit_s16"), 16)
+PLUGIN = """
+from torch import nn
+from rpsloc.backbones import Architecture
 
 
-def test_vit_has_dino_parameter_names(vit_s16):
-    state = vit_s16.state_dict()
-    assert tuple(state["pos_embed"].shape) == (1, 197, 384)
-    assert tuple(state["cls_token"].shape) == (1, 1, 384)
-    assert tuple(state["patch_embed.proj.weight"].shape) == (384, 3, 16, 16)
-    assert tuple(state["blocks.11.attn.qkv.weight"].shape) == (1152, 384)
-    assert {"blocks.0.norm1.weight", "blocks.0.mlp.fc2.bias", "norm.weight"} <= set(state)
-    assert sum(p.numel() for p in vit_s16.parameters()) == 21_665_664
+class PointwiseNet(nn.Module):
+    def __init__(self, output_stride, width=3):
+        super().__init__()
+        self.output_stride, self.feature_dim = output_stride, width
+        self.pool = nn.AvgPool2d(output_stride)
+        self.proj = nn.Conv2d(3, width, 1)
+
+    def forward(self, x):
+        return self.proj(self.pool(x))
 
 
-@pytest.mark.parametrize(("height", "width"), [(224, 224), (448, 448), (160, 96)])
-def test_vit_gives_relu_patch_tokens_on_the_patch_grid(vit_s16, height, width):
-    with torch.no_grad():
-        out = vit_s16(torch.randn(1, 3, height, width))
-    assert tuple(out.shape) == (1, 384, height // 16, width // 16)
-    assert out.min().item() >= 0.0
+POINTWISE = Architecture(PointwiseNet, output_strides=(8, 16), options=("width",))
+"""
 
 
-def test_vit_features_are_the_final_norm_patch_tokens_without_cls(vit_s16):
-    x = torch.randn(1, 3, 224, 224)
-    with torch.no_grad():
-        tokens = vit_s16.patch_embed(x)
-        tokens = torch.cat((vit_s16.cls_token, tokens), dim=1) + vit_s16.pos_embed
-        for blk in vit_s16.blocks:
-            tokens = blk(tokens)
-        expected = torch.relu(vit_s16.norm(tokens)[0, 1:]).T.reshape(384, 14, 14)
-        out = vit_s16(x)[0]
-    assert torch.allclose(out, expected, atol=1e-5)
+def install_plugin(folder: Path, module: str, points: dict[str, str]) -> None:
+    """A distribution in `folder` whose module `module` holds PLUGIN and whose entry points in
+    PLUGIN_GROUP are `points` (name -> object of the module)."""
+    (folder / f"{module}.py").write_text(PLUGIN)
+    info = folder / f"{module}-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0\n")
+    lines = "".join(f"{name} = {module}:{target}\n" for name, target in points.items())
+    (info / "entry_points.txt").write_text(f"[{PLUGIN_GROUP}]\n{lines}")
 
 
-def test_vit_position_embedding_is_kept_at_the_training_size(vit_s16):
-    tokens = torch.zeros(1, 1 + 14 * 14, 384)
-    assert vit_s16.interpolate_pos_encoding(tokens, 224, 224) is vit_s16.pos_embed
+def test_a_plugin_arch_is_built_with_its_options_and_strides(tmp_path, monkeypatch):
+    install_plugin(tmp_path, "rpsloc_plugin_built", {"pointwise": "POINTWISE"})
+    monkeypatch.syspath_prepend(tmp_path)
+    model = build_backbone({**random_config("pointwise"), "width": 5}, 16)
+    assert tuple(model(torch.zeros(1, 3, 64, 64)).shape) == (1, 5, 4, 4)
+    assert model.provenance == {
+        "arch": "pointwise",
+        "weights": "random",
+        "checkpoint_sha256": "",
+        "checkpoint_format": "random",
+        "seed": 0,
+        "width": 5,
+    }
+    with pytest.raises(InputError, match=r"output_stride must be one of \[8, 16\], got 32"):
+        build_backbone(random_config("pointwise"), 32)
 
 
-def test_vit_position_embedding_is_interpolated_bicubically_as_dino_does(vit_s16):
-    tokens = torch.zeros(1, 1 + 28 * 24, 384)
-    pos = vit_s16.interpolate_pos_encoding(tokens, 448, 384)
-    grid = vit_s16.pos_embed[:, 1:].reshape(1, 14, 14, 384).permute(0, 3, 1, 2)
-    # DINO passes scale_factor (n + 0.1) / 14, not a size: the sampling grid differs slightly
-    scale = ((28 + 0.1) / 14, (24 + 0.1) / 14)
-    expected = torch.nn.functional.interpolate(grid, scale_factor=scale, mode="bicubic")
-    assert tuple(pos.shape) == (1, 1 + 28 * 24, 384)
-    assert torch.equal(pos[:, 0], vit_s16.pos_embed[:, 0])
-    assert torch.allclose(pos[0, 1:].T.reshape(384, 28, 24), expected[0], atol=1e-6)
+def test_a_plugin_arch_loads_a_checkpoint_strictly(tmp_path, monkeypatch):
+    install_plugin(tmp_path, "rpsloc_plugin_loaded", {"pointwise": "POINTWISE"})
+    monkeypatch.syspath_prepend(tmp_path)
+    saved = build_backbone(random_config("pointwise", seed=4), 8).state_dict()
+    torch.save(saved, tmp_path / "pointwise.pth")
+    config = {"arch": "pointwise", "weights": str(tmp_path / "pointwise.pth")}
+    model = build_backbone(config, 8)
+    assert model.provenance["checkpoint_format"] == "torchvision"
+    assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
+
+
+def test_a_plugin_entry_point_that_gives_no_architecture_is_refused(tmp_path, monkeypatch):
+    install_plugin(tmp_path, "rpsloc_plugin_wrong", {"pointwise-class": "PointwiseNet"})
+    monkeypatch.syspath_prepend(tmp_path)
+    with pytest.raises(InputError, match="gives a type, not an rpsloc.backbones.Architecture"):
+        architecture("pointwise-class")
+
+
+def test_a_vit_asked_for_another_stride_gives_its_patch_size_with_a_warning(caplog):
+    assert effective_output_stride("vit_s8", 16) == 8
+    assert "a ViT's output stride is its patch size; using 8" in caplog.text
 
 
 def test_vit_warns_when_asked_for_another_output_stride(caplog):
-    with torch.device("meta"):
-        model = BACKBONES["vit_s16"](output_stride=32)
+    model = build_backbone(random_config("vit_s16"), 32)
     assert model.output_stride == 16
     assert "a ViT's output stride is its patch size; using 16" in caplog.text
 
 
-def test_vit_output_stride_is_its_patch_size():
-    with torch.device("meta"):
-        model = BACKBONES["vit_b8"](output_stride=8)
-    assert (model.output_stride, model.feature_dim) == (8, 768)
+@pytest.mark.parametrize(("arch", "output_stride"), [("resnet50", 8), ("ccam", 16), ("vgg16", 8)])
+def test_an_allowed_output_stride_is_the_effective_one(arch, output_stride):
+    assert effective_output_stride(arch, output_stride) == output_stride
 
 
-def normalise(rgb: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (rgb - mean) / std
+@pytest.mark.parametrize("word", ["random", "none", "pretrain"])
+def test_the_three_weights_words_are_kinds_without_a_path(word):
+    assert parse_weights(word) == Weights(word)
 
 
-def test_colourfulness_fixture_gives_8s_and_1_minus_s_per_cell():
-    rgb = torch.full((1, 3, 8, 8), 0.5)  # grey: saturation 0
-    rgb[0, :, 0:4, 0:4] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)  # red: s = 1
-    rgb[0, :, 0:4, 4:8] = torch.tensor([0.2, 0.6, 0.4]).view(3, 1, 1)  # s = 0.4
-    rgb[0, :, 4:8, 0:2] = torch.tensor([0.1, 0.3, 0.9]).view(3, 1, 1)  # half the cell, s = 0.8
-    model = build_backbone(random_config("fixture-colourfulness"), 4)
-    out = model(normalise(rgb))
-    s = torch.tensor([[1.0, 0.4], [0.4, 0.0]])
-    assert tuple(out.shape) == (1, 2, 2, 2)
-    assert torch.allclose(out[0, 0], 8 * s, atol=1e-5)
-    assert torch.allclose(out[0, 1], 1 - s, atol=1e-6)
-    assert model.feature_dim == 2
+def test_any_other_weights_value_is_a_checkpoint_file():
+    assert parse_weights("ckpt/none.pth") == Weights("file", Path("ckpt/none.pth"))
 
 
-@pytest.mark.parametrize("output_stride", [4, 8, 16, 32])
-def test_colourfulness_fixture_accepts_any_output_stride(output_stride):
-    model = build_backbone(random_config("fixture-colourfulness"), output_stride)
-    out = model(torch.zeros(1, 3, 64, 64))
-    assert tuple(out.shape) == (1, 2, 64 // output_stride, 64 // output_stride)
-    assert model.provenance["checkpoint_format"] == "random"
+def test_weights_none_is_refused_for_a_model_with_learned_parameters():
+    with pytest.raises(InputError, match="'resnet_small' has learned parameters: weights 'none'"):
+        build_backbone({"arch": "resnet_small", "weights": "none"}, 32)
 
 
-def test_colourfulness_fixture_refuses_a_checkpoint(tmp_path):
-    config = {"arch": "fixture-colourfulness", "weights": str(tmp_path / "w.pth"), "seed": 0}
-    with pytest.raises(InputError, match="test fixture without weights"):
-        build_backbone(config, 16)
+def test_weights_pretrain_is_refused_without_the_pretrain_stage_file():
+    with pytest.raises(InputError, match="'pretrain' names the pretrain stage's checkpoint"):
+        build_backbone({"arch": "resnet_small", "weights": "pretrain"}, 32)

@@ -20,10 +20,11 @@ import pytest
 import torch
 from conftest import REPO, tiny_config
 from PIL import Image
+from rpsloc_test_fixtures import ColourfulnessFixture
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from rpsloc.backbones import ColourfulnessFixture, build_backbone
+from rpsloc.backbones import build_backbone
 from rpsloc.datasets import build_manifest, build_split, write_manifest
 from rpsloc.errors import CheckpointError, IncompleteFileError, InputError
 from rpsloc.evaluation import evaluate_split

@@ -12,14 +12,16 @@ import pytest
 import torch
 from conftest import run_snakemake, tiny_config
 
-from rpsloc.backbones import ResNet50
+from rpsloc.backbones.resnet import resnet50
 from rpsloc.cli import main
+from rpsloc.config import check_checkpoint_files
+from rpsloc.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")
 def moco_checkpoint(tmp_path_factory) -> Path:
     """A MoCo v2 checkpoint as facebookresearch/moco saves it (query encoder, 128-d head)."""
-    state = {f"module.encoder_q.{k}": v for k, v in ResNet50().state_dict().items()}
+    state = {f"module.encoder_q.{k}": v for k, v in resnet50().state_dict().items()}
     state["module.encoder_q.fc.weight"] = torch.zeros(128, 2048)
     path = tmp_path_factory.mktemp("weights") / "moco_v2_800ep_pretrain.pth.tar"
     torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state}, path)
@@ -79,3 +81,22 @@ def test_the_workflow_stops_before_any_job_when_a_backbone_checkpoint_is_missing
     assert "backbones.mocov2.weights" in result.stderr
     assert "facebookresearch/moco" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("weights", ["random", "none", "pretrain"])
+def test_random_none_and_pretrain_weights_need_no_checkpoint_file(weights):
+    config = {
+        "datasets": {"d": {"backbones": ["b"]}},
+        "backbones": {"b": {"arch": "resnet_small", "weights": weights}},
+    }
+    check_checkpoint_files(config)
+
+
+def test_a_weights_path_must_name_an_existing_file(tmp_path):
+    absent = tmp_path / "none.pth"
+    config = {
+        "datasets": {"d": {"backbones": ["b"]}},
+        "backbones": {"b": {"arch": "resnet_small", "weights": str(absent)}},
+    }
+    with pytest.raises(CheckpointError, match=f"checkpoint file {absent} does not exist"):
+        check_checkpoint_files(config)

@@ -11,7 +11,8 @@ import torch
 import yaml
 from conftest import REPO, run_snakemake, tiny_config
 
-from rpsloc.backbones import build_backbone, check_checkpoint
+from rpsloc.backbones import build_backbone
+from rpsloc.backbones.checkpoints import check_checkpoint
 from rpsloc.cli import main
 from rpsloc.datasets import build_manifest, write_manifest
 from rpsloc.errors import CheckpointError, InputError

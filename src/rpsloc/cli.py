@@ -171,7 +171,7 @@ def _evaluate(arguments: argparse.Namespace) -> int:
 
 
 def _weights_check(arguments: argparse.Namespace) -> int:
-    from rpsloc.backbones import check_checkpoint
+    from rpsloc.backbones.checkpoints import check_checkpoint
 
     report = check_checkpoint(arguments.checkpoint, arguments.backbone, arguments.format)
     print(report.summary())

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rpsloc.backbones import require_checkpoint_file
-from rpsloc.classifiers import checkpoint_files, classifier_settings
+from rpsloc.backbones import parse_weights
+from rpsloc.backbones.checkpoints import require_checkpoint_file
+from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import check_dataset, dataset_settings
 from rpsloc.errors import InputError
 from rpsloc.variants import parse_variant
@@ -61,14 +62,15 @@ def check_checkpoint_files(config: Mapping[str, Any]) -> None:
     """Every checkpoint file the configured datasets need exists: backbone `weights` and their
     classifier's files. Run before the workflow builds any job, so a missing file is a
     `CheckpointError` naming the file, its config key and who publishes the format, not a
-    failure hours later (METHOD.md 4). Random inits (and the fixtures' "none") need no file;
-    `weights: pretrain` gets its file from the pretrain stage."""
+    failure hours later (METHOD.md 4). Only `weights` of kind `file` name one (`Weights`):
+    `random` and `none` need none, and `pretrain` gets its file from the pretrain stage."""
     for dataset in config["datasets"].values():
         for backbone_name in dataset["backbones"]:
             backbone = config["backbones"][backbone_name]
-            if backbone["weights"] not in ("random", "none", "pretrain"):
+            weights = parse_weights(backbone["weights"])
+            if weights.kind == "file":
                 require_checkpoint_file(
-                    backbone["weights"],
+                    weights.path,
                     backbone["arch"],
                     backbone.get("checkpoint_format", "auto"),
                     key=f"backbones.{backbone_name}.weights",

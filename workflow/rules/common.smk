@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from rpsloc.classifiers import checkpoint_files, classifier_settings
+from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.config import check_checkpoint_files, check_config
 from rpsloc.datasets import dataset_settings, manifest_settings, source_files
 from rpsloc.readers import shard_count

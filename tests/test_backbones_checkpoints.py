@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rpsloc.backbones import (
-    ResNet50,
-    build_backbone,
-    check_checkpoint,
-    load_checkpoint_state,
-)
+from rpsloc.backbones import build_backbone
+from rpsloc.backbones.checkpoints import check_checkpoint, load_checkpoint_state
+from rpsloc.backbones.resnet import resnet50
 from rpsloc.errors import CheckpointError, InputError
 
 Tensors = dict[str, torch.Tensor]
@@ -29,7 +26,7 @@ Tensors = dict[str, torch.Tensor]
 def source() -> Tensors:
     """A seeded ResNet-50 state dict with non-trivial BatchNorm statistics."""
     torch.manual_seed(123)
-    state = ResNet50().state_dict()
+    state = resnet50().state_dict()
     for key, value in state.items():
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(1000)
