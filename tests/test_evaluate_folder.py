@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rpsloc.errors import InputError
-from rpsloc.metrics import _read_wsol_metadata, evaluate_scoremap_folder, load_gt_mask
+from rpsloc.masks import benchmark_mask
+from rpsloc.metrics import _read_wsol_metadata, evaluate_scoremap_folder
 
 
 def _lines(path: Path) -> list[str]:
@@ -135,7 +136,7 @@ def _gt_masks(metadata: Path, mask_root: Path) -> dict[str, np.ndarray]:
     masks = {}
     for image_id in parsed.image_ids:
         ignore = parsed.ignore_paths[image_id]
-        masks[image_id] = load_gt_mask(
+        masks[image_id] = benchmark_mask(
             [mask_root / p for p in parsed.mask_paths[image_id]],
             mask_root / ignore if ignore else None,
             (224, 224),

@@ -2,7 +2,7 @@
 
 METHOD.md section 3, with the semantics of `evaluation.py` in clovaai/wsolevaluation (Choe et al.,
 CVPR 2020): boxes are accumulated as in its `BoxEvaluator`, pixel precision and recall as in its
-`MaskEvaluator`, ground-truth masks are loaded as its `get_mask` does, and
+`MaskEvaluator`, ground-truth masks are loaded as its `get_mask` does (`rpsloc.masks`), and
 `evaluate_scoremap_folder` reads score maps named `<image_id>.npy` (so `a/b.jpg` -> `a/b.jpg.npy`,
 which is what the benchmark's `np.save(<folder>/<image_id>, map)` writes) and compares them with
 ground truth resized to 224 x 224.
@@ -17,11 +17,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from rpsloc.boxes import TracedMap, check_score_map, trace_map, traced_best_ious
 from rpsloc.errors import InputError
+from rpsloc.masks import benchmark_mask
 from rpsloc.parallel import map_in_chunks
 
 RESIZE_LENGTH = 224
@@ -219,36 +219,6 @@ class PixelPrecisionRecall:
         """pIoU = max over thresholds of 100 * TP / (#GT foreground + FP)."""
         true_positives, false_positives, n_true = self._operating_points()
         return float((100 * true_positives / (n_true + false_positives)).max())
-
-
-def _load_mask_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Grayscale mask as float32 resized with nearest-neighbour interpolation to (height, width)."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise InputError(f"{path}: mask image is missing or not a readable image")
-    height, width = size
-    return cv2.resize(np.float32(image), (width, height), interpolation=cv2.INTER_NEAREST)
-
-
-def load_gt_mask(
-    mask_paths: Sequence[Path], ignore_path: Path | None, size: tuple[int, int]
-) -> np.ndarray:
-    """uint8 (height, width) mask: 1 foreground, 0 background, 255 ignore (METHOD.md section 3).
-
-    As the benchmark's `get_mask`: every instance mask is resized to `size` = (height, width)
-    with nearest-neighbour interpolation and thresholded at 0.5, the instances are OR-ed; the
-    ignore mask (thresholded the same way) minus the foreground is marked 255. `ignore_path`
-    None means no ignored pixels.
-    """
-    if len(mask_paths) == 0:
-        raise InputError("load_gt_mask: expected at least one instance mask path, found none")
-    foreground = np.zeros(size, dtype=bool)
-    for path in mask_paths:
-        foreground |= _load_mask_image(Path(path), size) > 0.5
-    ignore = np.zeros(size, dtype=bool)
-    if ignore_path is not None:
-        ignore = (_load_mask_image(Path(ignore_path), size) > 0.5) & ~foreground
-    return foreground.astype(np.uint8) + 255 * ignore.astype(np.uint8)
 
 
 @dataclass
@@ -492,7 +462,7 @@ def _evaluate_folder_images(
             root = Path(str(mask_root))
             ignore = metadata.ignore_paths[image_id]
             try:
-                gt_mask = load_gt_mask(
+                gt_mask = benchmark_mask(
                     [root / p for p in metadata.mask_paths[image_id]],
                     root / ignore if ignore else None,
                     size,
