@@ -24,7 +24,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from rpsloc.backbones import ColourfulnessFixture, build_backbone
-from rpsloc.datasets import build_manifest, build_split, write_manifest
+from rpsloc.datasets.records import write_manifest
 from rpsloc.errors import CheckpointError, IncompleteFileError, InputError
 from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard, iter_eval_shards
@@ -38,6 +38,7 @@ from rpsloc.io import (
     write_json_atomic,
     write_strings,
 )
+from rpsloc.manifest import build_manifest, build_split
 from rpsloc.maps import write_maps
 from rpsloc.representer import write_representer
 

@@ -23,7 +23,7 @@ from rpsloc.classifiers import (
     top_k_loc,
 )
 from rpsloc.config import check_checkpoint_files
-from rpsloc.datasets import read_manifest
+from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.evaluation import top_k_headline
 from rpsloc.features import iter_eval_shards

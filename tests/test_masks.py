@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rpsloc.datasets import ImageRecord
+from rpsloc.datasets.records import ImageRecord
 from rpsloc.errors import InputError
 from rpsloc.masks import benchmark_mask, crop_mask, read_mask_image
 

@@ -45,7 +45,7 @@ from rpsloc.backbones import (
     read_checkpoint,
     require_checkpoint_file,
 )
-from rpsloc.datasets import read_manifest
+from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import InputError
 from rpsloc.features import _PreprocessedImages, resolve_device
 from rpsloc.io import atomic_h5, open_h5, read_strings, write_strings

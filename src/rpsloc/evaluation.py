@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from rpsloc.boxes import trace_map
 from rpsloc.classifiers import read_top5, top_k_loc
-from rpsloc.datasets import ImageRecord, read_manifest
+from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.features import iter_eval_shards
 from rpsloc.io import open_h5, read_strings, write_csv_atomic, write_json_atomic

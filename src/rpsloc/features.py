@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from rpsloc import __version__
 from rpsloc.backbones import build_backbone
-from rpsloc.datasets import ImageRecord, read_manifest
+from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.io import atomic_h5, open_h5, pause_for_kill_test, read_strings, write_strings
 from rpsloc.transforms import boxes_to_crop, load_rgb, preprocess

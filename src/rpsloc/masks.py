@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rpsloc.datasets import ImageRecord
+from rpsloc.datasets.records import ImageRecord
 from rpsloc.errors import InputError
 from rpsloc.transforms import mask_to_crop
 
