@@ -241,34 +241,53 @@ def _check_label(candidate: Candidate, label: int, num_classes: int | None) -> N
 
 def _checked_boxes(candidate: Candidate, width: int, height: int) -> np.ndarray:
     """0-based boxes of one image, each inside the image with x0 <= x1, y0 <= y1."""
-    origin = candidate.box_origin
-    note = f" ({origin}-based)" if origin else ""
-    shifted = []
-    for (x0, y0, x1, y1), path, line in candidate.boxes:
-        if x1 < x0 or y1 < y0:
-            raise BadImageError(
-                candidate.image_id,
-                f"box ({x0}, {y0}, {x1}, {y1}){note} of {candidate.image_id} has x1 < x0 or "
-                f"y1 < y0",
-                path,
-                line,
-            )
-        inside = min(x0, y0) >= origin
-        if width > 0 and height > 0:
-            inside = inside and x1 <= width - 1 + origin and y1 <= height - 1 + origin
-        if not inside:
-            raise BadImageError(
-                candidate.image_id,
-                f"box ({x0}, {y0}, {x1}, {y1}){note} of {candidate.image_id} is outside the "
-                f"{width}x{height} image (expected {origin} <= x <= {width - 1 + origin}, "
-                f"{origin} <= y <= {height - 1 + origin})",
-                path,
-                line,
-            )
-        shifted.append((x0 - origin, y0 - origin, x1 - origin, y1 - origin))
+    shifted = [
+        checked_box(candidate.image_id, box, path, line, width, height, candidate.box_origin)
+        for box, path, line in candidate.boxes
+    ]
     if not shifted:
         return np.zeros((0, 4), dtype=np.int64)
     return np.array(shifted, dtype=np.int64)
+
+
+def checked_box(
+    image_id: str,
+    box: tuple[int, int, int, int],
+    file: Path | str | None,
+    line: int | None,
+    width: int = 0,
+    height: int = 0,
+    origin: int = 0,
+) -> tuple[int, int, int, int]:
+    """`box` shifted to 0-based, once x0 <= x1, y0 <= y1 and it lies in the width x height
+    image (a size of 0, unknown, checks the lower bounds only); otherwise a BadImageError
+    naming `file` and `line`, since a box that is not a box has no IoU (METHOD.md section 3)."""
+    x0, y0, x1, y1 = box
+    note = f" ({origin}-based)" if origin else ""
+    if x1 < x0 or y1 < y0:
+        raise BadImageError(
+            image_id,
+            f"box ({x0}, {y0}, {x1}, {y1}){note} of {image_id} has x1 < x0 or y1 < y0",
+            file,
+            line,
+        )
+    inside = min(x0, y0) >= origin
+    if width > 0 and height > 0:
+        inside = inside and x1 <= width - 1 + origin and y1 <= height - 1 + origin
+        bounds = (
+            f"the {width}x{height} image (expected {origin} <= x <= {width - 1 + origin}, "
+            f"{origin} <= y <= {height - 1 + origin})"
+        )
+    else:
+        bounds = f"the image (expected x >= {origin}, y >= {origin})"
+    if not inside:
+        raise BadImageError(
+            image_id,
+            f"box ({x0}, {y0}, {x1}, {y1}){note} of {image_id} is outside {bounds}",
+            file,
+            line,
+        )
+    return (x0 - origin, y0 - origin, x1 - origin, y1 - origin)
 
 
 def escapes(name: str) -> bool:

@@ -1,10 +1,20 @@
-"""The WSOL benchmark's metadata format (METHOD.md section 2): image_ids.txt, class_labels.txt,
-image_sizes.txt and localization.txt (boxes, or OpenImages' masks) per split folder, read for
-the wsol, synthetic, cub, ilsvrc and openimages adapters."""
+"""The WSOL benchmark's metadata format (METHOD.md section 2), read in one place.
+
+A split's folder holds image_ids.txt (one id per line), class_labels.txt (`id,label`),
+image_sizes.txt (`id,width,height`), localization.txt (`id,x0,y0,x1,y1`, one line per box; or
+OpenImages' `id,mask_path,ignore_path`, one line per instance) and, for datasets with both
+boxes and masks, rpsloc's mask_localization.txt (the mask format). `read_wsol_metadata` parses
+them into a `WsolMetadata`. A malformed line stops the read (an InputError naming the file and
+line); a problem confined to one image goes to a `BadImages` policy, which the manifest stage
+may set to skip the image and which otherwise raises. Its two users: `wsol_records` (the wsol,
+synthetic, cub, ilsvrc and openimages adapters) and the benchmark's folder evaluator,
+`rpsloc.metrics.evaluate_scoremap_folder`, which raises on every problem.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rpsloc.datasets.policy import (
@@ -23,8 +33,111 @@ from rpsloc.datasets.policy import (
 from rpsloc.datasets.records import ImageRecord
 from rpsloc.errors import InputError
 
-_BoxLines = dict[str, list[BoxLine]]
-_MaskLines = dict[str, list[tuple[str, str, int, Path]]]
+#: An instance mask line: mask path, ignore path ('' for none), line, file.
+MaskLine = tuple[str, str, int, Path]
+_Keyed = dict[str, tuple[tuple[int, ...], int]]
+
+
+@dataclass(frozen=True)
+class WsolImage:
+    """One image as its split's metadata states it: the line numbers say where each value was
+    read; boxes are the file's own, mask paths joined to the mask root."""
+
+    image_id: str
+    line: int
+    label: int | None
+    label_line: int | None
+    size: tuple[int, int] | None
+    size_line: int | None
+    boxes: list[BoxLine]
+    mask_paths: tuple[Path, ...]
+    ignore_path: Path | None
+
+
+@dataclass(frozen=True)
+class WsolMetadata:
+    """One split of WSOL metadata: ids in file order with their line, and per id its label
+    (None: class_labels.txt not read), size (None: image_sizes.txt missing or empty, as in
+    OpenImages), box lines and mask lines (both empty: no ground truth)."""
+
+    folder: Path
+    ids: dict[str, int]
+    labels: _Keyed | None
+    sizes: _Keyed | None
+    boxes: dict[str, list[BoxLine]]
+    masks: dict[str, list[MaskLine]]
+
+    def image(self, image_id: str, mask_root: Path | None = None) -> WsolImage:
+        """A listed image's values; mask paths are relative to `mask_root` (as written when
+        None). A non-positive size or two different ignore masks is a BadImageError."""
+        label, label_line = None, None
+        if self.labels is not None:
+            (label,), label_line = self.labels[image_id]
+        size, size_line = None, None
+        if self.sizes is not None:
+            (width, height), size_line = self.sizes[image_id]
+            if width < 1 or height < 1:
+                raise BadImageError(
+                    image_id,
+                    f"expected a positive size for {image_id}, found {width}x{height}",
+                    self.folder / "image_sizes.txt",
+                    size_line,
+                )
+            size = (width, height)
+        mask_paths, ignore_path = (), None
+        if self.masks:
+            root = Path() if mask_root is None else mask_root
+            mask_paths, ignore_path = _mask_paths(self.masks[image_id], root, image_id)
+        return WsolImage(
+            image_id=image_id,
+            line=self.ids[image_id],
+            label=label,
+            label_line=label_line,
+            size=size,
+            size_line=size_line,
+            boxes=self.boxes.get(image_id, []),
+            mask_paths=mask_paths,
+            ignore_path=ignore_path,
+        )
+
+
+def read_wsol_metadata(
+    folder: Path,
+    bad: BadImages | None = None,
+    labels: bool = True,
+    mask_localization: bool = True,
+) -> WsolMetadata:
+    """Parse one split's metadata folder (METHOD.md section 2); per-image problems go to `bad`
+    (default: raised). Every listed id must appear in class_labels.txt, in image_sizes.txt
+    unless it is empty, and in localization.txt unless it is missing or empty. The benchmark's
+    evaluator reads neither labels nor mask_localization.txt (`labels`, `mask_localization`
+    False), so a folder it accepts is judged by the benchmark's own files alone."""
+    bad = BadImages() if bad is None else bad
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: metadata folder not found")
+    ids_file = folder / "image_ids.txt"
+    ids = read_image_ids(ids_file, bad)
+    label_lines = (
+        _read_keyed(folder / "class_labels.txt", ids, ids_file, "id,label", bad) if labels else None
+    )
+    sizes_file = folder / "image_sizes.txt"
+    sizes = (
+        _read_keyed(sizes_file, ids, ids_file, "id,width,height", bad)
+        if sizes_file.is_file() and sizes_file.stat().st_size > 0
+        else None
+    )
+    boxes, masks = _read_localization(folder / "localization.txt", ids, ids_file, bad)
+    if mask_localization:
+        _, extra_masks = _read_localization(
+            folder / "mask_localization.txt", ids, ids_file, bad, masks_only=True
+        )
+        if masks and extra_masks:
+            raise InputError(
+                f"{folder}: masks listed in both localization.txt and mask_localization.txt"
+            )
+        masks = masks or extra_masks
+    return WsolMetadata(folder, ids, label_lines, sizes, boxes, masks)
 
 
 def wsol_records(
@@ -36,12 +149,9 @@ def wsol_records(
 ) -> list[ImageRecord]:
     """Records of one split in the WSOL benchmark's metadata format (METHOD.md section 2).
 
-    `metadata_dir` holds image_ids.txt, class_labels.txt (`id,label`), image_sizes.txt
-    (`id,width,height`) and, optionally, localization.txt (`id,x0,y0,x1,y1`, one line per box;
-    or OpenImages' `id,mask_path,ignore_path`, one line per instance) and mask_localization.txt
-    (the mask format, for datasets with both boxes and masks). Ids are relative to `images`,
-    mask paths to `mask_root` (default `images`). With `segmentations` (CUB segmentation),
-    each image's mask is `<segmentations>/<id without extension>.png`.
+    Ids are relative to `images`, mask paths to `mask_root` (default `images`). With
+    `segmentations` (CUB segmentation), each image's mask is
+    `<segmentations>/<id without extension>.png`.
 
     Sizes come from image_sizes.txt; when it is missing or empty (OpenImages) they are read
     from the image headers. With `options.check_images` `header` or `decode` a listed size
@@ -50,97 +160,45 @@ def wsol_records(
     """
     options = ReadOptions() if options is None else options
     bad = options.bad
-    metadata_dir = Path(metadata_dir)
     image_root = Path(images).absolute()
     mask_root = image_root if mask_root is None else Path(mask_root).absolute()
-    if not metadata_dir.is_dir():
-        raise InputError(f"{metadata_dir}: metadata folder not found")
-
-    ids_file = metadata_dir / "image_ids.txt"
-    id_lines = read_image_ids(ids_file, bad)
-    labels_file = metadata_dir / "class_labels.txt"
-    labels = _parse_keyed(labels_file, id_lines, ids_file, 1, "id,label", bad)
-    sizes_file = metadata_dir / "image_sizes.txt"
-    sizes = (
-        _parse_keyed(sizes_file, id_lines, ids_file, 2, "id,width,height", bad)
-        if sizes_file.is_file() and sizes_file.stat().st_size > 0
-        else None
-    )
-    boxes, masks = _parse_localization(metadata_dir / "localization.txt", id_lines, ids_file, bad)
-    _, extra_masks = _parse_localization(
-        metadata_dir / "mask_localization.txt", id_lines, ids_file, bad, masks_only=True
-    )
-    if masks and extra_masks:
-        raise InputError(
-            f"{metadata_dir}: masks listed in both localization.txt and mask_localization.txt"
-        )
-    masks = masks or extra_masks
-
+    metadata = read_wsol_metadata(Path(metadata_dir), bad)
     candidates = []
-    for image_id, line in id_lines.items():
+    for image_id in metadata.ids:
         if image_id in bad:
             continue
         try:
-            candidates.append(
-                _wsol_candidate(
-                    image_id,
-                    line,
-                    ids_file,
-                    labels_file,
-                    labels,
-                    sizes,
-                    boxes,
-                    masks,
-                    image_root,
-                    mask_root,
-                    segmentations,
-                )
-            )
+            image = metadata.image(image_id, mask_root)
         except BadImageError as error:
             bad.report(error)
+            continue
+        candidates.append(_candidate(image, metadata.folder, image_root, segmentations))
     return finish(candidates, options)
 
 
-def _wsol_candidate(
-    image_id: str,
-    line: int,
-    ids_file: Path,
-    labels_file: Path,
-    labels: Mapping[str, tuple[tuple[int, ...], int]],
-    sizes: Mapping[str, tuple[tuple[int, ...], int]] | None,
-    boxes: _BoxLines,
-    masks: _MaskLines,
-    image_root: Path,
-    mask_root: Path,
-    segmentations: Path | None,
+def _candidate(
+    image: WsolImage, folder: Path, image_root: Path, segmentations: Path | None
 ) -> Candidate:
-    (label,), label_line = labels[image_id]
     candidate = Candidate(
-        image_id=image_id,
-        path=image_root / image_id,
-        source=(ids_file, line),
-        label=label,
-        label_source=(labels_file, label_line),
-        boxes=boxes.get(image_id, []),
+        image_id=image.image_id,
+        path=image_root / image.image_id,
+        source=(folder / "image_ids.txt", image.line),
+        label=image.label,
+        label_source=(folder / "class_labels.txt", image.label_line),
+        boxes=image.boxes,
+        mask_paths=image.mask_paths,
+        ignore_path=image.ignore_path,
     )
-    if sizes is not None:
-        (width, height), size_line = sizes[image_id]
-        if width < 1 or height < 1:
-            raise BadImageError(
-                image_id,
-                f"expected a positive size for {image_id}, found {width}x{height}",
-                ids_file.with_name("image_sizes.txt"),
-                size_line,
-            )
-        candidate.size = (width, height)
-        candidate.size_source = (ids_file.with_name("image_sizes.txt"), size_line)
-    if masks:
-        candidate.mask_paths, candidate.ignore_path = _mask_paths(
-            masks[image_id], mask_root, image_id
-        )
+    if image.size is not None:
+        candidate.size = image.size
+        candidate.size_source = (folder / "image_sizes.txt", image.size_line)
     if segmentations is not None:
-        candidate.mask_paths += ((Path(segmentations).absolute() / image_id).with_suffix(".png"),)
+        mask = (Path(segmentations).absolute() / image.image_id).with_suffix(".png")
+        candidate.mask_paths += (mask,)
     return candidate
+
+
+# --------------------------------------------------------------------------- the files
 
 
 def read_lines(path: Path) -> list[str]:
@@ -164,44 +222,28 @@ def read_image_ids(path: Path, bad: BadImages, separator: str = ",") -> dict[str
         if not line or separator in line:
             raise InputError(f"{path}, line {line_no}: expected one image id, found {line!r}")
         if line in ids:
-            bad.report(
-                BadImageError(
-                    line,
-                    f"duplicated image id {line!r} (first on line {ids[line]})",
-                    path,
-                    line_no,
-                )
-            )
+            bad.report(duplicated(line, path, line_no, ids[line]))
             continue
         ids[line] = line_no
         if escapes(line):
             bad.report(escape_error(line, line, path, line_no))
     if not ids:
-        raise InputError(f"{path}: no image ids")
+        raise InputError(f"{path}: no image ids (the split is empty)")
     return ids
 
 
-def _parse_keyed(
-    path: Path,
-    ids: Mapping[str, int],
-    ids_file: Path,
-    n_values: int,
-    layout: str,
-    bad: BadImages,
-) -> dict[str, tuple[tuple[int, ...], int]]:
+def _read_keyed(
+    path: Path, ids: Mapping[str, int], ids_file: Path, layout: str, bad: BadImages
+) -> _Keyed:
     """A one-line-per-id file of integers -> {id: (values, line number)}, covering every id."""
-    parsed: dict[str, tuple[tuple[int, ...], int]] = {}
+    names = layout.split(",")[1:]
+    parsed: _Keyed = {}
     for line_no, line in enumerate(read_lines(path), start=1):
         fields = line.split(",")
-        if len(fields) != n_values + 1:
-            raise InputError(f"{path}, line {line_no}: expected '{layout}', found {line!r}")
+        if len(fields) != len(names) + 1:
+            raise _wrong_fields(path, line_no, layout, line)
         image_id = fields[0]
-        try:
-            values = tuple(map(int, fields[1:]))
-        except ValueError:
-            raise InputError(
-                f"{path}, line {line_no}: expected integers in '{layout}', found {line!r}"
-            ) from None
+        values = _integers(fields[1:], names, path, line_no, layout, line)
         if image_id not in ids:
             bad.report(not_listed(image_id, path, line_no, ids_file))
         elif image_id in parsed:
@@ -212,11 +254,12 @@ def _parse_keyed(
     return parsed
 
 
-def _parse_localization(
+def _read_localization(
     path: Path, ids: Mapping[str, int], ids_file: Path, bad: BadImages, masks_only: bool = False
-) -> tuple[_BoxLines, _MaskLines]:
+) -> tuple[dict[str, list[BoxLine]], dict[str, list[MaskLine]]]:
     """localization.txt (boxes or OpenImages masks, told apart by the first line) -> per-id
-    lines. A missing or empty file means no ground truth; otherwise every id must appear."""
+    lines, so a box line among mask lines (or the reverse) is a malformed line. A missing or
+    empty file means no ground truth; otherwise every id must appear."""
     if not path.is_file():
         return {}, {}
     lines = read_lines(path)
@@ -224,25 +267,19 @@ def _parse_localization(
         return {}, {}
     mask_format = masks_only or lines[0].count(",") == 2
     layout = "id,mask_path,ignore_path" if mask_format else "id,x0,y0,x1,y1"
-    n_fields = 3 if mask_format else 5
-    boxes: _BoxLines = {}
-    masks: _MaskLines = {}
+    boxes: dict[str, list[BoxLine]] = {}
+    masks: dict[str, list[MaskLine]] = {}
     for line_no, line in enumerate(lines, start=1):
         fields = line.split(",")
-        if len(fields) != n_fields:
-            raise InputError(f"{path}, line {line_no}: expected '{layout}', found {line!r}")
+        if len(fields) != layout.count(",") + 1:
+            raise _wrong_fields(path, line_no, layout, line)
         image_id = fields[0]
         if mask_format:
             mask, ignore = fields[1], fields[2]
             if not mask:
                 raise InputError(f"{path}, line {line_no}: empty mask path for {image_id}")
         else:
-            try:
-                box = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[4]))
-            except ValueError:
-                raise InputError(
-                    f"{path}, line {line_no}: expected integers in '{layout}', found {line!r}"
-                ) from None
+            box = _integers(fields[1:], ("x0", "y0", "x1", "y1"), path, line_no, layout, line)
         if image_id not in ids:
             bad.report(not_listed(image_id, path, line_no, ids_file))
         elif mask_format:
@@ -251,13 +288,36 @@ def _parse_localization(
                     bad.report(escape_error(image_id, name, path, line_no))
             masks.setdefault(image_id, []).append((mask, ignore, line_no, path))
         else:
-            boxes.setdefault(image_id, []).append((box, path, line_no))
+            boxes.setdefault(image_id, []).append((box, path, line_no))  # type: ignore[arg-type]
     report_missing(ids, masks if mask_format else boxes, path, ids_file, bad)
     return boxes, masks
 
 
+def _wrong_fields(path: Path, line_no: int, layout: str, line: str) -> InputError:
+    found = len(line.split(","))
+    return InputError(
+        f"{path}, line {line_no}: expected '{layout}', found {found} "
+        f"field{'' if found == 1 else 's'} in {line!r}"
+    )
+
+
+def _integers(
+    texts: Sequence[str], names: Sequence[str], path: Path, line_no: int, layout: str, line: str
+) -> tuple[int, ...]:
+    values = []
+    for text, name in zip(texts, names, strict=True):
+        try:
+            values.append(int(text))
+        except ValueError:
+            raise InputError(
+                f"{path}, line {line_no}: expected integers in '{layout}', found {line!r} "
+                f"(not an integer {name}: {text!r})"
+            ) from None
+    return tuple(values)
+
+
 def _mask_paths(
-    lines: list[tuple[str, str, int, Path]], mask_root: Path, image_id: str
+    lines: list[MaskLine], mask_root: Path, image_id: str
 ) -> tuple[tuple[Path, ...], Path | None]:
     """Instance mask paths and the (single) ignore mask of one image."""
     masks = tuple(mask_root / mask for mask, _, _, _ in lines)
