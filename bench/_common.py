@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from rpsloc.backbones import build_backbone
-from rpsloc.datasets import build_manifest, read_manifest, write_manifest
+from rpsloc.datasets.records import read_manifest, write_manifest
+from rpsloc.manifest import build_manifest
 from rpsloc.synthetic import generate_synthetic_dataset
 from rpsloc.transforms import load_rgb, preprocess
 

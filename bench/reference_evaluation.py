@@ -14,7 +14,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rpsloc.metrics import RESIZE_LENGTH, _read_wsol_metadata, _resize_box
+from rpsloc.datasets.wsol import read_wsol_metadata
+from rpsloc.metrics import RESIZE_LENGTH, _resize_box
 
 
 def _boxes_at_threshold(image: np.ndarray, tau: float, multi_contour: bool) -> np.ndarray:
@@ -54,27 +55,25 @@ def reference_evaluate_folder(
 ) -> dict[str, Any]:
     """MaxBoxAcc per IoU, MaxBoxAccV2 and the best thresholds of a folder of 224 x 224 maps,
     one image and one threshold at a time (box splits only)."""
-    metadata = _read_wsol_metadata(Path(metadata_dir))
+    metadata = read_wsol_metadata(Path(metadata_dir), labels=False, mask_localization=False)
     thresholds = np.arange(0, 1, interval)
     correct = np.zeros((len(iou_thresholds), len(thresholds)))
-    for image_id in metadata.image_ids:
+    for image_id in metadata.ids:
         score_map = np.load(Path(scoremap_dir) / f"{image_id}.npy").astype(np.float64)
         image = (score_map * 255).astype(np.uint8)
+        ground_truth = metadata.image(image_id)
         gt = np.array(
-            [
-                _resize_box(box, metadata.sizes[image_id], RESIZE_LENGTH)
-                for box in metadata.boxes[image_id]
-            ]
+            [_resize_box(box, ground_truth.size, RESIZE_LENGTH) for box, _, _ in ground_truth.boxes]
         )
         for index, tau in enumerate(thresholds):
             boxes = _boxes_at_threshold(image, float(tau), contours == "multi")
             best = _multiple_iou(boxes, gt).max()
             for row, d in enumerate(iou_thresholds):
                 correct[row, index] += best >= d / 100
-    box_acc = correct * 100.0 / float(len(metadata.image_ids))
+    box_acc = correct * 100.0 / float(len(metadata.ids))
     per_iou = list(zip(iou_thresholds, box_acc, strict=True))
     return {
-        "n_images": len(metadata.image_ids),
+        "n_images": len(metadata.ids),
         "contours": contours,
         "interval": float(interval),
         "max_box_acc": {str(d): float(row.max()) for d, row in per_iou},

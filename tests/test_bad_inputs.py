@@ -25,7 +25,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from rpsloc.backbones import build_backbone
-from rpsloc.datasets import build_manifest, build_split, write_manifest
+from rpsloc.datasets.records import write_manifest
 from rpsloc.errors import CheckpointError, IncompleteFileError, InputError
 from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
@@ -39,6 +39,7 @@ from rpsloc.io import (
     write_json_atomic,
     write_strings,
 )
+from rpsloc.manifest import build_manifest, build_split
 from rpsloc.maps import write_maps
 from rpsloc.readers import iter_eval_shards
 from rpsloc.representer import write_representer

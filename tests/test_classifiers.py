@@ -12,7 +12,7 @@ from conftest import run_snakemake, tiny_config
 
 from rpsloc.boxes import best_iou_per_threshold
 from rpsloc.classifiers import top_k_loc
-from rpsloc.datasets import read_manifest
+from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import InputError
 from rpsloc.evaluation import top_k_headline
 from rpsloc.io import open_h5, read_attrs, read_json, read_strings

@@ -13,9 +13,10 @@ import pytest
 
 import rpsloc.evaluation
 import rpsloc.features
-from rpsloc.datasets import build_manifest, write_manifest
+from rpsloc.datasets.records import write_manifest
 from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
+from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
 from rpsloc.representer import write_representer
 from rpsloc.synthetic import generate_synthetic_dataset

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rpsloc.datasets.wsol import read_wsol_metadata
 from rpsloc.errors import InputError
-from rpsloc.metrics import _read_wsol_metadata, evaluate_scoremap_folder, load_gt_mask
+from rpsloc.masks import benchmark_mask
+from rpsloc.metrics import evaluate_scoremap_folder
 
 
 def _lines(path: Path) -> list[str]:
@@ -131,15 +133,11 @@ def openimages_split(wsol_metadata, tmp_path) -> tuple[Path, Path]:
 
 
 def _gt_masks(metadata: Path, mask_root: Path) -> dict[str, np.ndarray]:
-    parsed = _read_wsol_metadata(metadata)
+    parsed = read_wsol_metadata(metadata, labels=False, mask_localization=False)
     masks = {}
-    for image_id in parsed.image_ids:
-        ignore = parsed.ignore_paths[image_id]
-        masks[image_id] = load_gt_mask(
-            [mask_root / p for p in parsed.mask_paths[image_id]],
-            mask_root / ignore if ignore else None,
-            (224, 224),
-        )
+    for image_id in parsed.ids:
+        image = parsed.image(image_id, mask_root)
+        masks[image_id] = benchmark_mask(image.mask_paths, image.ignore_path, (224, 224))
     return masks
 
 
@@ -179,10 +177,10 @@ def test_a_mask_split_without_mask_root_is_an_error(openimages_split, tmp_path):
     "split", ["CUB/train", "CUB/val", "CUB/test", "ILSVRC/val", "ILSVRC/test", "OpenImages/val"]
 )
 def test_every_shared_metadata_split_parses_with_one_localization_per_image(wsol_metadata, split):
-    parsed = _read_wsol_metadata(wsol_metadata / split)
+    parsed = read_wsol_metadata(wsol_metadata / split, labels=False, mask_localization=False)
     n_ids = len(_lines(wsol_metadata / split / "image_ids.txt"))
-    assert len(parsed.image_ids) == n_ids
-    assert set(parsed.boxes) | set(parsed.mask_paths) == set(parsed.image_ids)
+    assert len(parsed.ids) == n_ids
+    assert set(parsed.boxes) | set(parsed.masks) == set(parsed.ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +226,8 @@ def test_an_empty_split_is_an_error(tmp_path):
     [
         ("{id},1,2,3", "found 4 fields"),
         ("{id},1,2,x,4", "integer x1"),
-        ("{id},5,2,3,4", "0 <= x0 <= x1"),
-        ("unknown.jpg,1,2,3,4", "not listed in image_ids.txt"),
+        ("{id},5,2,3,4", "x1 < x0"),
+        ("unknown.jpg,1,2,3,4", "is not in .*image_ids.txt"),
     ],
 )
 def test_a_malformed_localization_line_is_an_error_naming_file_and_line(cub_split, line, message):
@@ -237,7 +235,7 @@ def test_a_malformed_localization_line_is_an_error_naming_file_and_line(cub_spli
     lines = _lines(metadata / "localization.txt")
     lines.insert(2, line.format(id=list(boxes)[0]))
     (metadata / "localization.txt").write_text("\n".join(lines))
-    with pytest.raises(InputError, match=f"localization.txt:3: .*{message}"):
+    with pytest.raises(InputError, match=f"localization.txt, line 3: .*{message}"):
         evaluate_scoremap_folder(metadata, scoremaps)
 
 
@@ -246,7 +244,7 @@ def test_a_malformed_size_line_is_an_error_naming_file_and_line(cub_split):
     lines = _lines(metadata / "image_sizes.txt")
     lines[1] = lines[1].rsplit(",", 1)[0]
     (metadata / "image_sizes.txt").write_text("\n".join(lines))
-    with pytest.raises(InputError, match="image_sizes.txt:2: expected 'id,width,height'"):
+    with pytest.raises(InputError, match="image_sizes.txt, line 2: expected 'id,width,height'"):
         evaluate_scoremap_folder(metadata, scoremaps)
 
 
@@ -255,7 +253,7 @@ def test_an_image_without_a_box_is_an_error_naming_it(cub_split):
     last = list(boxes)[-1]
     lines = [ln for ln in _lines(metadata / "localization.txt") if not ln.startswith(last + ",")]
     (metadata / "localization.txt").write_text("\n".join(lines))
-    with pytest.raises(InputError, match=f"no box for image '{last}'"):
+    with pytest.raises(InputError, match=f"localization.txt: no line for image id '{last}'"):
         evaluate_scoremap_folder(metadata, scoremaps)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rpsloc import explanations
-from rpsloc.datasets import build_manifest, write_manifest
+from rpsloc.datasets.records import write_manifest
 from rpsloc.explanations import (
     RunningTopK,
     position_contributions,
@@ -17,6 +17,7 @@ from rpsloc.explanations import (
     write_test_explanations,
 )
 from rpsloc.features import extract_shard
+from rpsloc.manifest import build_manifest
 from rpsloc.readers import iter_eval_shards
 from rpsloc.report import paper_table
 from rpsloc.representer import write_representer

@@ -4,9 +4,10 @@ default), each labelled in the file (METHOD.md section 1; bench/RESULTS.md bench
 import numpy as np
 import pytest
 
-from rpsloc.datasets import build_manifest, write_manifest
+from rpsloc.datasets.records import write_manifest
 from rpsloc.features import extract_shard
 from rpsloc.io import open_h5
+from rpsloc.manifest import build_manifest
 from rpsloc.synthetic import generate_synthetic_dataset
 
 BACKBONE = {"arch": "resnet_small", "width": 16, "depth": 1, "weights": "random", "seed": 0}

@@ -1,4 +1,5 @@
-"""BoxAcc, MaxBoxAcc(V2), PxAP, pIoU and mask loading (METHOD.md section 3)."""
+"""BoxAcc, MaxBoxAcc(V2), PxAP and pIoU (METHOD.md section 3), on hand-built maps and on the
+benchmark's own OpenImages masks."""
 
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from rpsloc.errors import InputError
-from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall, load_gt_mask
+from rpsloc.masks import benchmark_mask
+from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall
 
 BENCHMARK_THRESHOLDS = np.arange(0, 1, 0.01)
 
@@ -187,35 +189,6 @@ def test_a_mask_of_another_shape_than_the_map_is_rejected():
 
 
 # ---------------------------------------------------------------------------------------------
-# load_gt_mask
-
-
-def _write_png(path: Path, array: np.ndarray) -> Path:
-    cv2.imwrite(str(path), array.astype(np.uint8))
-    return path
-
-
-def test_instance_masks_are_ored_and_ignore_excludes_the_foreground(tmp_path):
-    first = _write_png(tmp_path / "a.png", np.array([[255, 0, 0], [0, 0, 0]]))
-    second = _write_png(tmp_path / "b.png", np.array([[0, 0, 0], [0, 0, 255]]))
-    ignore = _write_png(tmp_path / "ignore.png", np.array([[255, 255, 0], [0, 0, 255]]))
-    mask = load_gt_mask([first, second], ignore, size=(2, 3))
-    assert mask.dtype == np.uint8
-    assert mask.tolist() == [[1, 255, 0], [0, 0, 1]]
-
-
-def test_masks_are_resized_with_nearest_neighbour_to_height_by_width(tmp_path):
-    small = _write_png(tmp_path / "m.png", np.array([[255, 0], [0, 255]]))
-    mask = load_gt_mask([small], None, size=(4, 2))
-    assert mask.tolist() == [[1, 0], [1, 0], [0, 1], [0, 1]]
-
-
-def test_a_missing_mask_file_is_an_error_naming_it(tmp_path):
-    with pytest.raises(InputError, match="nowhere.png"):
-        load_gt_mask([tmp_path / "nowhere.png"], None, size=(4, 4))
-
-
-# ---------------------------------------------------------------------------------------------
 # The five OpenImages masks of the benchmark's own tests
 
 
@@ -233,7 +206,7 @@ def openimages_masks(shared) -> dict[str, np.ndarray]:
             if ignore_path:
                 ignores[image_id] = mask_root / ignore_path
     return {
-        image_id: load_gt_mask(paths[image_id], ignores.get(image_id), (224, 224))
+        image_id: benchmark_mask(paths[image_id], ignores.get(image_id), (224, 224))
         for image_id in sorted(paths)
     }
 

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from rpsloc.datasets import build_manifest, write_manifest
+from rpsloc.datasets.records import write_manifest
 from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
+from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
 from rpsloc.metrics import evaluate_scoremap_folder
 from rpsloc.parallel import chunk_bounds, map_in_chunks

@@ -14,11 +14,12 @@ from conftest import REPO, run_snakemake, tiny_config
 from rpsloc.backbones import build_backbone
 from rpsloc.backbones.checkpoints import check_checkpoint
 from rpsloc.cli import main
-from rpsloc.datasets import build_manifest, write_manifest
+from rpsloc.datasets.records import write_manifest
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
 from rpsloc.io import file_sha256
+from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
 from rpsloc.pretrain import PretrainSettings, check_pretrain_config, pretrain
 from rpsloc.representer import write_representer

@@ -17,13 +17,9 @@ import pytest
 from conftest import run_snakemake, tiny_config
 from PIL import Image
 
-from rpsloc.datasets import (
-    build_split,
-    gather_skipped,
-    read_skipped,
-    write_skipped,
-)
+from rpsloc.datasets.policy import gather_skipped, read_skipped, write_skipped
 from rpsloc.errors import InputError
+from rpsloc.manifest import build_split
 from rpsloc.synthetic import generate_synthetic_dataset
 from rpsloc.transforms import load_rgb
 

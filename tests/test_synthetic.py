@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from rpsloc.datasets import ImageRecord, build_manifest
+from rpsloc.datasets.records import ImageRecord
+from rpsloc.manifest import build_manifest
 from rpsloc.synthetic import CUB_IMAGE_SIZES, generate_synthetic_dataset
 
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from rpsloc import __version__
 from rpsloc.backbones.classifiers import build_classifier
-from rpsloc.datasets import read_manifest
+from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import InputError
 from rpsloc.devices import resolve_device
 from rpsloc.io import atomic_h5, write_strings

@@ -19,19 +19,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from rpsloc.boxes import trace_map
 from rpsloc.classifiers import top_k_loc
-from rpsloc.datasets import ImageRecord, read_manifest
+from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.io import open_h5, read_strings, write_csv_atomic, write_json_atomic
+from rpsloc.masks import crop_mask
 from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall
 from rpsloc.parallel import map_in_chunks
 from rpsloc.readers import iter_eval_shards, read_top5
 from rpsloc.scoremaps import score_map
-from rpsloc.transforms import mask_to_crop
 
 
 @dataclass(frozen=True)
@@ -62,28 +61,6 @@ class SplitDetails:
 def thresholds(interval: float) -> np.ndarray:
     """The benchmark's threshold grid (the exact floats of `np.arange`, as its code uses)."""
     return np.arange(0, 1, interval)
-
-
-def load_mask(path: Path) -> np.ndarray:
-    """A mask image as floats in [0, 1] (any 8-bit mode; 0/255 PNGs as the datasets ship them)."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"{path}: cannot read mask image ({error})") from error
-
-
-def crop_gt_mask(record: ImageRecord, image_size: int, crop_size: int) -> np.ndarray:
-    """Ground-truth mask in crop coordinates: 1 foreground, 0 background, 255 ignore; masks are
-    resized like the image and binarised at 0.5 (METHOD.md sections 1 and 3)."""
-    foreground = np.zeros((crop_size, crop_size), dtype=bool)
-    for path in record.mask_paths:
-        foreground |= mask_to_crop(load_mask(path), image_size, crop_size)
-    mask = foreground.astype(np.uint8)
-    if record.ignore_path is not None:
-        ignore = mask_to_crop(load_mask(record.ignore_path), image_size, crop_size)
-        mask[ignore & ~foreground] = 255
-    return mask
 
 
 def evaluate_split(
@@ -243,7 +220,7 @@ def _evaluate_images(
             for accumulator in accumulators.values():
                 accumulator.add_traced(traced, boxes)
         if pixels is not None and record is not None:
-            pixels.add(scores, crop_gt_mask(record, image_size, crop_size))
+            pixels.add(scores, crop_mask(record, image_size, crop_size))
     return accumulators, pixels
 
 

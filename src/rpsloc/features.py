@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from rpsloc import __version__
 from rpsloc.backbones import build_backbone
-from rpsloc.datasets import ImageRecord, read_manifest
+from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.devices import resolve_device
 from rpsloc.io import atomic_h5, pause_for_kill_test, write_strings
 from rpsloc.readers import (

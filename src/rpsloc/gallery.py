@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from rpsloc.datasets import ImageRecord, read_manifest
+from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.io import open_h5, read_strings
 from rpsloc.readers import iter_eval_shards, read_image_ious

@@ -2,7 +2,7 @@
 
 METHOD.md section 3, with the semantics of `evaluation.py` in clovaai/wsolevaluation (Choe et al.,
 CVPR 2020): boxes are accumulated as in its `BoxEvaluator`, pixel precision and recall as in its
-`MaskEvaluator`, ground-truth masks are loaded as its `get_mask` does, and
+`MaskEvaluator`, ground-truth masks are loaded as its `get_mask` does (`rpsloc.masks`), and
 `evaluate_scoremap_folder` reads score maps named `<image_id>.npy` (so `a/b.jpg` -> `a/b.jpg.npy`,
 which is what the benchmark's `np.save(<folder>/<image_id>, map)` writes) and compares them with
 ground truth resized to 224 x 224.
@@ -10,18 +10,18 @@ ground truth resized to 224 x 224.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from rpsloc.boxes import TracedMap, check_score_map, trace_map, traced_best_ious
+from rpsloc.datasets.policy import checked_box
+from rpsloc.datasets.wsol import WsolImage, read_wsol_metadata
 from rpsloc.errors import InputError
+from rpsloc.masks import benchmark_mask
 from rpsloc.parallel import map_in_chunks
 
 RESIZE_LENGTH = 224
@@ -221,144 +221,6 @@ class PixelPrecisionRecall:
         return float((100 * true_positives / (n_true + false_positives)).max())
 
 
-def _load_mask_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Grayscale mask as float32 resized with nearest-neighbour interpolation to (height, width)."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise InputError(f"{path}: mask image is missing or not a readable image")
-    height, width = size
-    return cv2.resize(np.float32(image), (width, height), interpolation=cv2.INTER_NEAREST)
-
-
-def load_gt_mask(
-    mask_paths: Sequence[Path], ignore_path: Path | None, size: tuple[int, int]
-) -> np.ndarray:
-    """uint8 (height, width) mask: 1 foreground, 0 background, 255 ignore (METHOD.md section 3).
-
-    As the benchmark's `get_mask`: every instance mask is resized to `size` = (height, width)
-    with nearest-neighbour interpolation and thresholded at 0.5, the instances are OR-ed; the
-    ignore mask (thresholded the same way) minus the foreground is marked 255. `ignore_path`
-    None means no ignored pixels.
-    """
-    if len(mask_paths) == 0:
-        raise InputError("load_gt_mask: expected at least one instance mask path, found none")
-    foreground = np.zeros(size, dtype=bool)
-    for path in mask_paths:
-        foreground |= _load_mask_image(Path(path), size) > 0.5
-    ignore = np.zeros(size, dtype=bool)
-    if ignore_path is not None:
-        ignore = (_load_mask_image(Path(ignore_path), size) > 0.5) & ~foreground
-    return foreground.astype(np.uint8) + 255 * ignore.astype(np.uint8)
-
-
-@dataclass
-class _WsolMetadata:
-    """One split of WSOL metadata: ids in file order, sizes, and boxes or mask paths per id."""
-
-    folder: Path
-    image_ids: list[str]
-    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
-    boxes: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=dict)
-    mask_paths: dict[str, list[str]] = field(default_factory=dict)
-    ignore_paths: dict[str, str | None] = field(default_factory=dict)
-
-
-def _metadata_lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of the non-empty lines of a metadata file."""
-    if not path.is_file():
-        raise InputError(f"{path}: metadata file not found")
-    with path.open(encoding="utf-8") as handle:
-        lines = [line.rstrip("\r\n") for line in handle]
-    return [(number, text) for number, text in enumerate(lines, start=1) if text.strip()]
-
-
-def _parse_int(text: str, what: str, path: Path, number: int) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(f"{path}:{number}: expected an integer {what}, found {text!r}") from None
-
-
-def _read_wsol_metadata(folder: Path) -> _WsolMetadata:
-    """Parse image_ids.txt, image_sizes.txt and localization.txt of one split.
-
-    localization.txt holds either `id,x0,y0,x1,y1` lines (boxes) or `id,mask_path,ignore_path`
-    lines (masks; only an image's first line names its ignore mask). Every malformed line is an
-    InputError naming the file and line number.
-    """
-    folder = Path(folder)
-    ids_path = folder / "image_ids.txt"
-    image_ids = [text for _, text in _metadata_lines(ids_path)]
-    if not image_ids:
-        raise InputError(f"{ids_path}: the split is empty (no image id)")
-    repeated = [image_id for image_id, count in Counter(image_ids).items() if count > 1]
-    if repeated:
-        raise InputError(f"{ids_path}: image id {repeated[0]!r} is listed more than once")
-    known = set(image_ids)
-    metadata = _WsolMetadata(folder=folder, image_ids=image_ids)
-
-    sizes_path = folder / "image_sizes.txt"
-    if sizes_path.is_file():
-        for number, text in _metadata_lines(sizes_path):
-            fields = text.split(",")
-            if len(fields) != 3:
-                raise InputError(
-                    f"{sizes_path}:{number}: expected 'id,width,height', found {text!r}"
-                )
-            width = _parse_int(fields[1], "width", sizes_path, number)
-            height = _parse_int(fields[2], "height", sizes_path, number)
-            if width <= 0 or height <= 0:
-                raise InputError(
-                    f"{sizes_path}:{number}: expected a positive width and height, found {text!r}"
-                )
-            metadata.sizes[fields[0]] = (width, height)
-
-    loc_path = folder / "localization.txt"
-    for number, text in _metadata_lines(loc_path):
-        fields = text.split(",")
-        image_id = fields[0]
-        if image_id not in known:
-            raise InputError(
-                f"{loc_path}:{number}: image id {image_id!r} is not listed in {ids_path.name}"
-            )
-        if len(fields) == 5:
-            if metadata.mask_paths:
-                raise InputError(f"{loc_path}:{number}: a box line in a file of mask lines")
-            box = tuple(
-                _parse_int(value, name, loc_path, number)
-                for value, name in zip(fields[1:], ("x0", "y0", "x1", "y1"), strict=True)
-            )
-            x0, y0, x1, y1 = box
-            if min(box) < 0 or x1 < x0 or y1 < y0:
-                raise InputError(
-                    f"{loc_path}:{number}: expected a box with 0 <= x0 <= x1 and 0 <= y0 <= y1, "
-                    f"found {text!r}"
-                )
-            metadata.boxes.setdefault(image_id, []).append(box)
-        elif len(fields) == 3:
-            if metadata.boxes:
-                raise InputError(f"{loc_path}:{number}: a mask line in a file of box lines")
-            mask_path, ignore_path = fields[1], fields[2]
-            if not mask_path:
-                raise InputError(f"{loc_path}:{number}: empty mask path in {text!r}")
-            if image_id in metadata.mask_paths:
-                if ignore_path:
-                    raise InputError(
-                        f"{loc_path}:{number}: a second ignore mask for {image_id!r} (only the "
-                        "image's first line may name one)"
-                    )
-                metadata.mask_paths[image_id].append(mask_path)
-            else:
-                metadata.mask_paths[image_id] = [mask_path]
-                metadata.ignore_paths[image_id] = ignore_path or None
-        else:
-            raise InputError(
-                f"{loc_path}:{number}: expected 'id,x0,y0,x1,y1' or 'id,mask_path,ignore_path', "
-                f"found {len(fields)} fields in {text!r}"
-            )
-    return metadata
-
-
 def _resize_box(
     box: tuple[int, int, int, int], image_size: tuple[int, int], length: int
 ) -> tuple[int, int, int, int]:
@@ -399,7 +261,9 @@ def evaluate_scoremap_folder(
 ) -> dict[str, Any]:
     """The WSOL benchmark's evaluation of a folder of 224 x 224 score maps (METHOD.md section 3).
 
-    `metadata_dir` is one split's WSOL metadata folder; the map of image `id` is
+    `metadata_dir` is one split's WSOL metadata folder, read as the benchmark does (its own
+    files only) and strictly: every malformed line and every per-image problem is an
+    InputError naming the file and line. The map of image `id` is
     `scoremap_dir / (id + ".npy")`. Thresholds are `np.arange(0, 1, interval)`. Box metrics
     (`max_box_acc`, `best_threshold` keyed by str(d), `max_box_acc_v2`) are computed when
     localization.txt has boxes, which are resized to 224 x 224; `pxap` and `piou` when it has
@@ -410,25 +274,36 @@ def evaluate_scoremap_folder(
         raise InputError(f"contours: expected one of {CONTOUR_MODES}, found {contours!r}")
     if not 0 < interval < 1:
         raise InputError(f"interval: expected a value in (0, 1), found {interval}")
-    metadata = _read_wsol_metadata(Path(metadata_dir))
+    metadata = read_wsol_metadata(Path(metadata_dir), labels=False, mask_localization=False)
     loc_path = metadata.folder / "localization.txt"
-    if not metadata.boxes and not metadata.mask_paths:
+    if not metadata.boxes and not metadata.masks:
         raise InputError(f"{loc_path}: no box and no mask; nothing to evaluate")
-    if metadata.mask_paths and mask_root is None:
+    if metadata.masks and mask_root is None:
         raise InputError(f"{loc_path}: lists masks; pass mask_root, the folder they are under")
-    if mask_root is not None and not metadata.mask_paths:
+    if mask_root is not None and not metadata.masks:
         raise InputError(f"{loc_path}: mask_root was given but the file lists no mask")
+    if metadata.boxes and metadata.sizes is None:
+        raise InputError(
+            f"{metadata.folder / 'image_sizes.txt'}: no image sizes; the boxes are resized by them"
+        )
+    images = [
+        metadata.image(image_id, None if mask_root is None else Path(mask_root))
+        for image_id in metadata.ids
+    ]
+    for image in images:  # ordered, non-negative boxes; like the benchmark, not bounded by the size
+        for box, path, line in image.boxes:
+            checked_box(image.image_id, box, path, line)
 
     evaluate_images = partial(
         _evaluate_folder_images,
-        metadata=metadata,
         scoremap_dir=Path(scoremap_dir),
         thresholds=np.arange(0, 1, interval),
         iou_thresholds=iou_thresholds,
         multi_contour=contours == "multi",
-        mask_root=mask_root,
+        with_boxes=bool(metadata.boxes),
+        with_masks=bool(metadata.masks),
     )
-    parts = map_in_chunks(evaluate_images, metadata.image_ids, workers)
+    parts = map_in_chunks(evaluate_images, images, workers)
     box_accuracy, pixels = parts[0]
     for part_boxes, part_pixels in parts[1:]:
         if box_accuracy is not None:
@@ -437,7 +312,7 @@ def evaluate_scoremap_folder(
             pixels.merge(part_pixels)
 
     result: dict[str, Any] = {
-        "n_images": len(metadata.image_ids),
+        "n_images": len(images),
         "contours": contours,
         "interval": float(interval),
     }
@@ -452,52 +327,32 @@ def evaluate_scoremap_folder(
 
 
 def _evaluate_folder_images(
-    image_ids: Sequence[str],
-    metadata: _WsolMetadata,
+    images: Sequence[WsolImage],
     scoremap_dir: Path,
     thresholds: np.ndarray,
     iou_thresholds: Sequence[int],
     multi_contour: bool,
-    mask_root: Path | None,
+    with_boxes: bool,
+    with_masks: bool,
 ) -> tuple[BoxAccuracy | None, PixelPrecisionRecall | None]:
     """Box and pixel accumulators of some images of a split, in the order given."""
-    loc_path = metadata.folder / "localization.txt"
     box_accuracy = (
-        BoxAccuracy(thresholds, iou_thresholds, multi_contour=multi_contour)
-        if metadata.boxes
-        else None
+        BoxAccuracy(thresholds, iou_thresholds, multi_contour=multi_contour) if with_boxes else None
     )
-    pixels = PixelPrecisionRecall(thresholds) if metadata.mask_paths else None
+    pixels = PixelPrecisionRecall(thresholds) if with_masks else None
     size = (RESIZE_LENGTH, RESIZE_LENGTH)
 
-    for image_id in image_ids:
-        score_map = _load_score_map(scoremap_dir / f"{image_id}.npy", image_id)
+    for image in images:
+        score_map = _load_score_map(scoremap_dir / f"{image.image_id}.npy", image.image_id)
         if box_accuracy is not None:
-            if image_id not in metadata.boxes:
-                raise InputError(f"{loc_path}: no box for image {image_id!r}")
-            if image_id not in metadata.sizes:
-                raise InputError(
-                    f"{metadata.folder / 'image_sizes.txt'}: no size for image {image_id!r}"
-                )
             gt_boxes = np.array(
-                [
-                    _resize_box(box, metadata.sizes[image_id], RESIZE_LENGTH)
-                    for box in metadata.boxes[image_id]
-                ]
+                [_resize_box(box, image.size, RESIZE_LENGTH) for box, _, _ in image.boxes]
             )
             box_accuracy.add(score_map, gt_boxes)
         if pixels is not None:
-            if image_id not in metadata.mask_paths:
-                raise InputError(f"{loc_path}: no mask for image {image_id!r}")
-            root = Path(str(mask_root))
-            ignore = metadata.ignore_paths[image_id]
             try:
-                gt_mask = load_gt_mask(
-                    [root / p for p in metadata.mask_paths[image_id]],
-                    root / ignore if ignore else None,
-                    size,
-                )
+                gt_mask = benchmark_mask(image.mask_paths, image.ignore_path, size)
             except InputError as error:
-                raise InputError(f"image {image_id!r}: {error}") from None
+                raise InputError(f"image {image.image_id!r}: {error}") from None
             pixels.add(score_map, gt_mask)
     return box_accuracy, pixels

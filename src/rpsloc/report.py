@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rpsloc.boxes import threshold_boxes  # noqa: E402
-from rpsloc.datasets import read_manifest  # noqa: E402
+from rpsloc.datasets.records import read_manifest  # noqa: E402
 from rpsloc.evaluation import authors_protocol  # noqa: E402
 from rpsloc.io import (  # noqa: E402
     atomic_path,

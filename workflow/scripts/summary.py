@@ -1,4 +1,4 @@
-from rpsloc.datasets import gather_skipped
+from rpsloc.datasets.policy import gather_skipped
 from rpsloc.logging import to_log
 from rpsloc.report import split_results, write_summary
 
