@@ -23,9 +23,9 @@ import torch
 from _common import machine, synthetic_split
 
 from rpsloc.backbones import build_backbone
-from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
 from rpsloc.maps import write_maps
+from rpsloc.metrics import evaluate_split
 from rpsloc.representer import write_representer
 
 MODELS = (("resnet50", 224, 16), ("resnet50", 448, 16), ("vit_s8", 224, 8))

@@ -24,7 +24,7 @@ from pathlib import Path
 from _common import machine
 from reference_evaluation import reference_evaluate_folder, write_random_box_split
 
-from rpsloc.metrics import evaluate_scoremap_folder
+from rpsloc.metrics.folder import evaluate_scoremap_folder
 
 RPSLOC = Path(sys.executable).with_name("rpsloc")
 

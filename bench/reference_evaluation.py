@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from rpsloc.datasets.wsol import read_wsol_metadata
-from rpsloc.metrics import RESIZE_LENGTH, _resize_box
+from rpsloc.metrics.folder import RESIZE_LENGTH, _resize_box
 
 
 def _boxes_at_threshold(image: np.ndarray, tau: float, multi_contour: bool) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Shared test helpers: where the repository and ../shared live, how to run Snakemake, and the
 tests' backbone plugin on the path."""
 
+import copy
 import hashlib
 import os
 import subprocess
@@ -10,12 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from snakemake.utils import validate
 
+from rpsloc import paths
 from rpsloc.backbones import build_backbone
+from rpsloc.settings import Settings, resolve_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 #: The tests' backbone plugin (the colourfulness fixture, found through its entry point): on
 #: sys.path for this process, on PYTHONPATH for the Snakemake runs and scripts it starts.
 PLUGINS = REPO / "tests" / "plugins"
@@ -32,6 +37,18 @@ def wsol_metadata() -> Path:
     if not folder.is_dir():
         pytest.fail(f"{folder} is missing: the tests read the shared benchmark metadata there")
     return folder
+
+
+def validated(config: dict) -> dict:
+    """A copy of `config` validated against the workflow's schema, its defaults filled in."""
+    config = copy.deepcopy(config)
+    validate(config, str(SCHEMA))
+    return config
+
+
+def resolved(config: dict) -> Settings:
+    """`config` as the workflow resolves it: validated, then `resolve_settings`."""
+    return resolve_settings(validated(config))
 
 
 def random_config(arch: str = "resnet50", seed: int = 0) -> dict[str, object]:
@@ -149,9 +166,9 @@ def reliability_config() -> dict:
 
 #: What the reliability runs build: the summary table and the figures.
 RELIABILITY_TARGETS = (
-    "results/tiny/summary.csv",
-    "results/tiny/figures/box_accuracy.png",
-    "results/tiny/figures/overlays.png",
+    paths.SUMMARY.format(dataset="tiny"),
+    paths.figure("box_accuracy").format(dataset="tiny"),
+    paths.figure("overlays").format(dataset="tiny"),
 )
 
 
@@ -199,6 +216,18 @@ def offline_run(tmp_path_factory) -> Path:
     env = {**os.environ, "PYTHONPATH": path, "RPSLOC_SOCKET_GUARD": str(guard)}
     run_snakemake(workdir, reliability_config(), *RELIABILITY_TARGETS, env=env)
     return workdir
+
+
+#: The figures of `report_run`'s dataset (it is explained: rps on its headline split).
+REPORT_FIGURES = (
+    "box_accuracy",
+    "precision_recall",
+    "overlays",
+    "best_and_worst",
+    "selection",
+    "representer_values",
+    "representer_gallery",
+)
 
 
 def report_config() -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import state_digest
+from conftest import resolved, state_digest, tiny_config
 from efficientnet_pytorch import EfficientNet
 
 from rpsloc.backbones.classifiers import (
@@ -17,8 +17,8 @@ from rpsloc.backbones.classifiers import (
 )
 from rpsloc.backbones.resnet import resnet50
 from rpsloc.backbones.vit import VisionTransformer
-from rpsloc.config import check_checkpoint_files
 from rpsloc.errors import CheckpointError, InputError
+from rpsloc.settings import require_checkpoint_files
 
 
 def seeded_state(model: torch.nn.Module, seed: int = 7) -> dict[str, torch.Tensor]:
@@ -251,13 +251,10 @@ def test_a_linear_head_for_another_number_of_classes_is_refused(vit_s8_files):
 def test_missing_head_file_is_named_with_its_config_key_and_dino(tmp_path, vit_s8_files):
     weights, _, _ = vit_s8_files
     head = tmp_path / "dino_deitsmall8_linearweights.pth"
-    config = {
-        "datasets": {"d": {"backbones": [], "classifier": "dino"}},
-        "backbones": {},
-        "classifiers": {"dino": {"arch": "vit_s8", "weights": str(weights), "head": str(head)}},
-    }
+    config = tiny_config(classifier="dino")
+    config["classifiers"] = {"dino": {"arch": "vit_s8", "weights": str(weights), "head": str(head)}}
     with pytest.raises(CheckpointError) as error:
-        check_checkpoint_files(config)
+        require_checkpoint_files(resolved(config))
     assert f"checkpoint file {head} does not exist" in str(error.value)
     assert "classifiers.dino.head" in str(error.value)
     assert "facebookresearch/dino" in str(error.value)

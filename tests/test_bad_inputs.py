@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, tiny_config
+from conftest import SCHEMA, tiny_config
 from PIL import Image
 from rpsloc_test_fixtures import ColourfulnessFixture
 from snakemake.exceptions import WorkflowError
@@ -27,7 +27,6 @@ from snakemake.utils import validate
 from rpsloc.backbones import build_backbone
 from rpsloc.datasets.records import write_manifest
 from rpsloc.errors import CheckpointError, IncompleteFileError, InputError
-from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
 from rpsloc.io import (
     atomic_h5,
@@ -41,6 +40,7 @@ from rpsloc.io import (
 )
 from rpsloc.manifest import build_manifest, build_split
 from rpsloc.maps import write_maps
+from rpsloc.metrics import evaluate_split
 from rpsloc.readers import iter_eval_shards
 from rpsloc.representer import write_representer
 
@@ -344,14 +344,14 @@ def test_an_unknown_config_key_is_a_schema_error_naming_the_key():
     config = tiny_config()
     config["datasets"]["tiny"]["outptu_stride"] = 16
     with pytest.raises(WorkflowError, match="outptu_stride"):
-        validate(config, str(REPO / "config/schema.yaml"))
+        validate(config, str(SCHEMA))
 
 
 def test_a_wrong_type_in_the_config_is_a_schema_error_naming_the_key():
     config = tiny_config()
     config["features"]["batch_size"] = "sixteen"
     with pytest.raises(WorkflowError, match=r"batch_size"):
-        validate(config, str(REPO / "config/schema.yaml"))
+        validate(config, str(SCHEMA))
 
 
 # ------------------------------------------------------------------------- a full disk

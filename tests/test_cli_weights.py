@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_snakemake, tiny_config
+from conftest import resolved, run_snakemake, tiny_config
 
 from rpsloc.backbones.resnet import resnet50
 from rpsloc.cli import main
-from rpsloc.config import check_checkpoint_files
 from rpsloc.errors import CheckpointError
+from rpsloc.settings import require_checkpoint_files
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +83,22 @@ def test_the_workflow_stops_before_any_job_when_a_backbone_checkpoint_is_missing
     assert not (tmp_path / "results").exists()
 
 
+def one_backbone_config(**backbone) -> dict:
+    """The tiny workflow configuration localized with one backbone `b`."""
+    config = tiny_config(backbones=["b"], variants=["rps"])
+    del config["datasets"]["base"]
+    config["backbones"] = {"b": {"arch": "resnet_small", **backbone}}
+    return config
+
+
 @pytest.mark.parametrize("weights", ["random", "none", "pretrain"])
 def test_random_none_and_pretrain_weights_need_no_checkpoint_file(weights):
-    config = {
-        "datasets": {"d": {"backbones": ["b"]}},
-        "backbones": {"b": {"arch": "resnet_small", "weights": weights}},
-    }
-    check_checkpoint_files(config)
+    block = {"pretrain": {"dataset": "tiny"}} if weights == "pretrain" else {}
+    require_checkpoint_files(resolved(one_backbone_config(weights=weights, **block)))
 
 
 def test_a_weights_path_must_name_an_existing_file(tmp_path):
     absent = tmp_path / "none.pth"
-    config = {
-        "datasets": {"d": {"backbones": ["b"]}},
-        "backbones": {"b": {"arch": "resnet_small", "weights": str(absent)}},
-    }
+    settings = resolved(one_backbone_config(weights=str(absent)))
     with pytest.raises(CheckpointError, match=f"checkpoint file {absent} does not exist"):
-        check_checkpoint_files(config)
+        require_checkpoint_files(settings)

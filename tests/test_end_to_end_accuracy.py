@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rpsloc.evaluation
 import rpsloc.features
+import rpsloc.metrics
 from rpsloc.datasets.records import write_manifest
-from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
 from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
+from rpsloc.metrics import evaluate_split
 from rpsloc.representer import write_representer
 from rpsloc.synthetic import generate_synthetic_dataset
 from rpsloc.transforms import boxes_to_crop
@@ -108,9 +108,9 @@ def test_a_wrong_crop_offset_breaks_the_accuracy_test(dataset, monkeypatch):
 
 @pytest.mark.parametrize("axis", [0, 1], ids=["rows", "columns"])
 def test_maps_shifted_by_one_feature_cell_break_the_accuracy_test(dataset, monkeypatch, axis):
-    original = rpsloc.evaluation.score_map
+    original = rpsloc.metrics.score_map
 
     def shifted(activation, size):
         return original(np.roll(activation, 1, axis=axis), size)
 
-    assert _breaks(dataset, monkeypatch, rpsloc.evaluation, "score_map", shifted) < PASSING
+    assert _breaks(dataset, monkeypatch, rpsloc.metrics, "score_map", shifted) < PASSING

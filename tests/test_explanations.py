@@ -19,7 +19,6 @@ from rpsloc.explanations import (
 from rpsloc.features import extract_shard
 from rpsloc.manifest import build_manifest
 from rpsloc.readers import iter_eval_shards
-from rpsloc.report import paper_table
 from rpsloc.representer import write_representer
 from rpsloc.synthetic import generate_synthetic_dataset
 
@@ -101,32 +100,6 @@ def test_training_images_are_ranked_by_representer_value(pipeline):
     assert ranking["rank"].tolist() == list(range(1, 13))
     assert ranking["value"].is_monotonic_decreasing
     assert ranking["value"].sum() == pytest.approx(pipeline["w_norm"], rel=1e-5)
-
-
-def test_the_paper_table_has_a_row_per_backbone_and_variant(tmp_path):
-    rows = [
-        ("cub", "moco", "rps", "test", 70.0),
-        ("cub", "moco", "caam", "test", 50.0),
-        ("cub", "moco", "rps", "val", 99.0),
-        ("ilsvrc", "moco", "rps", "test", 60.0),
-    ]
-    paths = []
-    for dataset in ("cub", "ilsvrc"):
-        path = tmp_path / f"{dataset}.csv"
-        lines = ["dataset,backbone,variant,split,max_box_acc_v2"]
-        lines += [",".join(map(str, row)) for row in rows if row[0] == dataset]
-        lines.sort(key=lambda line: "test" in line)
-        path.write_text("\n".join(lines) + "\n")
-        paths.append(path)
-    table = paper_table(paths)
-    assert table.columns.tolist() == [
-        "backbone",
-        "variant",
-        "cub MaxBoxAccV2",
-        "ilsvrc MaxBoxAccV2",
-    ]
-    rps = table[table.variant == "rps"].iloc[0]
-    assert (rps["cub MaxBoxAccV2"], rps["ilsvrc MaxBoxAccV2"]) == (70.0, 60.0)
 
 
 def test_a_running_top_k_over_chunks_equals_a_stable_sort_of_all_scores():

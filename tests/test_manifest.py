@@ -19,6 +19,7 @@ from layouts import (
     make_own,
 )
 
+from rpsloc import paths
 from rpsloc.datasets.policy import read_skipped
 from rpsloc.datasets.records import ImageRecord, read_manifest, write_manifest
 from rpsloc.errors import InputError
@@ -144,7 +145,9 @@ def manifests(tmp_path_factory) -> Path:
         name: {**layout, "eval_splits": [], "backbones": ["fixture"], "variants": ["caam"]}
         for name, layout in layouts.items()
     }
-    targets = [f"results/{name}/manifest/{d['train_split']}.csv" for name, d in layouts.items()]
+    targets = [
+        paths.MANIFEST.format(dataset=name, split=d["train_split"]) for name, d in layouts.items()
+    ]
     run_snakemake(workdir, config, *targets)
     return workdir
 
@@ -152,7 +155,7 @@ def manifests(tmp_path_factory) -> Path:
 @pytest.mark.workflow
 def test_the_manifest_rule_reads_every_native_layout(manifests):
     rows = {
-        name: len(read_manifest(manifests / f"results/{name}/manifest/{split}.csv"))
+        name: len(read_manifest(manifests / paths.MANIFEST.format(dataset=name, split=split)))
         for name, split in [
             ("cub", "test"),
             ("cars", "train"),
@@ -169,12 +172,12 @@ def test_the_manifest_rule_reads_every_native_layout(manifests):
 def test_the_workflow_writes_cifar_images_under_the_dataset_results(manifests):
     images = sorted((manifests / "results/cifar/images/train").iterdir())
     assert [p.name for p in images] == [f"{k:05d}.png" for k in range(10)]
-    first = read_manifest(manifests / "results/cifar/manifest/train.csv")[0]
+    first = read_manifest(manifests / paths.MANIFEST.format(dataset="cifar", split="train"))[0]
     assert first.path == images[0]
 
 
 @pytest.mark.workflow
 def test_a_clean_dataset_leaves_an_empty_skipped_table(manifests):
-    assert (manifests / "results/cars/manifest/train.skipped.csv").read_text() == (
-        "image_id,file,line,reason\n"
-    )
+    assert (
+        manifests / paths.MANIFEST_SKIPPED.format(dataset="cars", split="train")
+    ).read_text() == ("image_id,file,line,reason\n")

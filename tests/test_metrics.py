@@ -9,7 +9,7 @@ import pytest
 
 from rpsloc.errors import InputError
 from rpsloc.masks import benchmark_mask
-from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall
+from rpsloc.metrics.accumulators import BoxAccuracy, PixelPrecisionRecall
 
 BENCHMARK_THRESHOLDS = np.arange(0, 1, 0.01)
 

@@ -2,11 +2,13 @@
 
 import pytest
 
+from rpsloc import paths
+
 pytestmark = pytest.mark.workflow
 
 
 def test_a_guarded_run_finishes_with_its_summary(offline_run):
-    assert (offline_run / "results/tiny/summary.csv").read_text().count("\n") == 1 + 1
+    assert (offline_run / paths.SUMMARY.format(dataset="tiny")).read_text().count("\n") == 1 + 1
 
 
 def test_no_process_of_the_run_tried_to_connect_or_resolve_a_name(offline_run):

@@ -10,11 +10,11 @@ import pytest
 from conftest import REPO
 
 from rpsloc.datasets.records import write_manifest
-from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
 from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
-from rpsloc.metrics import evaluate_scoremap_folder
+from rpsloc.metrics import evaluate_split
+from rpsloc.metrics.folder import evaluate_scoremap_folder
 from rpsloc.parallel import chunk_bounds, map_in_chunks
 from rpsloc.synthetic import generate_synthetic_dataset
 

@@ -9,19 +9,21 @@ import h5py
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_snakemake, tiny_config
+from conftest import SCHEMA, resolved, run_snakemake, tiny_config
 
+from rpsloc import paths
 from rpsloc.backbones import build_backbone
 from rpsloc.backbones.checkpoints import check_checkpoint
 from rpsloc.cli import main
 from rpsloc.datasets.records import write_manifest
 from rpsloc.errors import CheckpointError, InputError
-from rpsloc.evaluation import evaluate_split
 from rpsloc.features import extract_shard
-from rpsloc.io import file_sha256
+from rpsloc.figures.curves import plot_pretraining_loss
+from rpsloc.io import file_sha256, read_csv
 from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
-from rpsloc.pretrain import PretrainSettings, check_pretrain_config, pretrain
+from rpsloc.metrics import evaluate_split
+from rpsloc.pretrain import PretrainSettings, pretrain
 from rpsloc.representer import write_representer
 from rpsloc.synthetic import generate_synthetic_dataset
 
@@ -51,9 +53,7 @@ def folder(tmp_path_factory) -> Path:
 
 def pretrain_into(folder: Path, name: str, settings: PretrainSettings, manifest: Path):
     out = folder / name
-    result = pretrain(
-        manifest, BACKBONE, settings, out / "checkpoint.pth", out / "loss.csv", out / "loss.png"
-    )
+    result = pretrain(manifest, BACKBONE, settings, out / "checkpoint.pth", out / "loss.csv")
     return result, out / "checkpoint.pth"
 
 
@@ -114,11 +114,12 @@ def test_the_checkpoint_passes_rpsloc_weights_check(pretrained, capsys):
     assert "4 checkpoint entries ignored" in printed  # the projection head, fc.0 and fc.2
 
 
-def test_the_loss_table_and_plot_are_written(pretrained):
+def test_the_loss_table_is_written_and_plots(pretrained):
     _, checkpoint = pretrained
     table = (checkpoint.parent / "loss.csv").read_text().splitlines()
     assert table[0] == "step,loss,lr,seconds"
     assert len(table) == 1 + SETTINGS.steps
+    plot_pretraining_loss(read_csv(checkpoint.parent / "loss.csv"), checkpoint.parent / "loss.png")
     assert (checkpoint.parent / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -165,7 +166,7 @@ def test_another_seed_writes_another_checkpoint(folder, paths_only):
 
 
 def test_the_schema_defaults_are_the_library_defaults():
-    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA.read_text())
     properties = schema["$defs"]["pretrain"]["properties"]
     defaults = {key: spec["default"] for key, spec in properties.items() if "default" in spec}
     library = PretrainSettings()
@@ -183,13 +184,13 @@ def config_with(**backbone) -> dict:
 
 def test_weights_pretrain_without_a_pretrain_block_is_an_error_naming_the_key():
     with pytest.raises(InputError, match="backbones.small.pretrain is missing"):
-        check_pretrain_config(config_with(weights="pretrain"))
+        resolved(config_with(weights="pretrain"))
 
 
 def test_a_pretrain_block_naming_an_unknown_dataset_is_an_error_naming_the_key():
     config = config_with(weights="pretrain", pretrain={"dataset": "tyni"})
     with pytest.raises(InputError, match="backbones.small.pretrain.dataset 'tyni'"):
-        check_pretrain_config(config)
+        resolved(config)
 
 
 @pytest.mark.workflow
@@ -198,14 +199,19 @@ def test_the_workflow_pretrains_and_extracts_features_with_the_checkpoint(tmp_pa
         weights="pretrain", pretrain={"dataset": "tiny", "steps": 4, "batch_size": 8,
                                       "image_size": 32}
     )  # fmt: skip
-    shard = "results/tiny/small/features/train/shard-0.h5"
+    shard = paths.FEATURE_SHARD.format(dataset="tiny", backbone="small", split="train", shard=0)
     run_snakemake(tmp_path, config, shard)
-    checkpoint = tmp_path / "results/pretrain/small/checkpoint.pth"
+    checkpoint = tmp_path / paths.PRETRAIN_CHECKPOINT.format(backbone="small")
     with h5py.File(tmp_path / shard) as handle:
-        assert handle.attrs["backbone_weights"] == "results/pretrain/small/checkpoint.pth"
+        assert handle.attrs["backbone_weights"] == paths.PRETRAIN_CHECKPOINT.format(
+            backbone="small"
+        )
         assert handle.attrs["backbone_checkpoint_sha256"] == file_sha256(checkpoint)
         assert handle.attrs["backbone_checkpoint_format"] == "moco_v2"
-    assert len((tmp_path / "results/pretrain/small/loss.csv").read_text().splitlines()) == 5
+    assert (
+        len((tmp_path / paths.PRETRAIN_LOSSES.format(backbone="small")).read_text().splitlines())
+        == 5
+    )
 
 
 def test_a_misspelt_pretrain_key_is_an_error_that_names_it(tmp_path):

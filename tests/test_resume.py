@@ -2,10 +2,11 @@
 docs/reliability.md says (the bare `snakemake --rerun-incomplete`, no `--unlock`) ends with
 exactly the files of an uninterrupted run, and never recomputes a finished feature shard.
 
-The test hook RPSLOC_TEST_PAUSE_AT (rpsloc.io.pause_for_kill_test) makes the writer of a
-chosen output stop at a known point: feature shards after their first batch, every other
-output when written to its temporary but not yet renamed. Each interrupted run is also the
-resumption of the previous one, so five kills cost about one run."""
+The test hook tests/hooks/pause (a sitecustomize.py on PYTHONPATH, driven by
+RPSLOC_TEST_PAUSE_AT) makes the writer of a chosen output stop at a known point: feature shards
+after their first batch, every other output when written to its temporary but not yet renamed.
+Each interrupted run is also the resumption of the previous one, so five kills cost about one
+run."""
 
 import contextlib
 import os
@@ -16,9 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import RELIABILITY_TARGETS, reliability_config, run_snakemake, snakemake_command
+from conftest import (
+    RELIABILITY_TARGETS,
+    REPO,
+    reliability_config,
+    run_snakemake,
+    snakemake_command,
+)
 
-from rpsloc.io import PAUSE_ENV, PAUSE_MARKER, open_h5
+from rpsloc.io import open_h5
+
+PAUSE_HOOK = REPO / "tests" / "hooks" / "pause"
+PAUSE_ENV = "RPSLOC_TEST_PAUSE_AT"
+PAUSE_MARKER = ".rpsloc-paused"
 
 pytestmark = pytest.mark.workflow
 
@@ -65,10 +76,11 @@ def kill_when_paused(workdir: Path, pattern: str) -> Kill:
         workdir, reliability_config(), *RELIABILITY_TARGETS, "--rerun-incomplete"
     )
     marker = workdir / PAUSE_MARKER
+    pythonpath = os.pathsep.join(filter(None, [str(PAUSE_HOOK), os.environ.get("PYTHONPATH")]))
     with (workdir / "killed-runs.log").open("a") as log:
         process = subprocess.Popen(
             command,
-            env={**os.environ, PAUSE_ENV: pattern},
+            env={**os.environ, PAUSE_ENV: pattern, "PYTHONPATH": pythonpath},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

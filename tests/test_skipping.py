@@ -17,9 +17,11 @@ import pytest
 from conftest import run_snakemake, tiny_config
 from PIL import Image
 
-from rpsloc.datasets.policy import gather_skipped, read_skipped, write_skipped
+from rpsloc import paths
+from rpsloc.datasets.policy import read_skipped, write_skipped
 from rpsloc.errors import InputError
 from rpsloc.manifest import build_split
+from rpsloc.summary import gather_skipped
 from rpsloc.synthetic import generate_synthetic_dataset
 from rpsloc.transforms import load_rgb
 
@@ -230,7 +232,7 @@ def skipping_run(tmp_path_factory) -> Path:
 
 @pytest.mark.workflow
 def test_the_workflow_gathers_every_skipped_image_with_its_split(skipping_run):
-    table = pd.read_csv(skipping_run / "results/own/skipped.csv")
+    table = pd.read_csv(skipping_run / paths.SKIPPED.format(dataset="own"))
     assert sorted(table["split"]) == ["test", "test", "train"]
     reasons = " ".join(table["reason"])
     assert "file not found" in reasons and "outside" in reasons and "cannot decode" in reasons
@@ -238,19 +240,21 @@ def test_the_workflow_gathers_every_skipped_image_with_its_split(skipping_run):
 
 @pytest.mark.workflow
 def test_the_summary_counts_the_skipped_images_of_its_split(skipping_run):
-    summary = pd.read_csv(skipping_run / "results/own/summary.csv")
+    summary = pd.read_csv(skipping_run / paths.SUMMARY.format(dataset="own"))
     assert summary[["split", "n_images", "n_skipped"]].values.tolist() == [["test", 5, 2]]
 
 
 @pytest.mark.workflow
 def test_the_truncated_training_image_is_left_out_and_logged(skipping_run):
-    assert len(pd.read_csv(skipping_run / "results/own/manifest/train.csv")) == 7
+    assert len(pd.read_csv(skipping_run / paths.MANIFEST.format(dataset="own", split="train"))) == 7
     log = (skipping_run / "logs/own/manifest/train.log").read_text()
     assert "split train: 1 image(s) skipped" in log
 
 
 @pytest.mark.workflow
 def test_an_unset_output_stride_takes_the_adapter_default(skipping_run):
-    shard = skipping_run / "results/own/fixture/features/test/shard-0.h5"
+    shard = skipping_run / paths.FEATURE_SHARD.format(
+        dataset="own", backbone="fixture", split="test", shard=0
+    )
     with h5py.File(shard) as handle:
         assert int(handle.attrs["output_stride"]) == 16  # csv: METHOD.md's ImageNet default

@@ -29,13 +29,16 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake, tiny_config
 
+from rpsloc import paths
+from rpsloc.paths import result_files
+
 pytestmark = pytest.mark.workflow
 
 COMMANDS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "srun", "scontrol")
 NODE = "rpsloc-node"
 PARTITION = "rpsloc"
 STARTUP_SECONDS = 30
-TARGET = "results/tiny/summary.csv"
+TARGET = paths.SUMMARY.format(dataset="tiny")
 
 
 def slurm_config() -> dict:
@@ -236,7 +239,7 @@ def slurm_run(slurm_env, tmp_path_factory) -> Path:
         slurm_config(),
         TARGET,
         "--groups",
-        *(f"{rule}=prepare" for rule in ("synth", "manifest")),
+        *(f"{rule}=prepare" for rule in ("synthetic", "manifest")),
         *(f"{rule}=evaluate" for rule in ("representer", "maps", "metrics", "summary")),
         "--workflow-profile",
         str(profile),
@@ -277,13 +280,13 @@ def test_the_shards_ran_as_gpu_jobs_and_the_other_stages_as_cpu_jobs(slurm_run):
 
 
 def test_the_slurm_run_gives_the_local_runs_summary_byte_for_byte(slurm_run, local_run):
-    summary = "results/tiny/summary.csv"
+    summary = TARGET
     assert (slurm_run / summary).read_bytes() == (local_run / summary).read_bytes()
 
 
 def test_the_slurm_run_gives_the_local_runs_metrics_tables_and_maps(slurm_run, local_run):
-    table = "results/tiny/fixture/rps/metrics/val.csv"
+    table = result_files("tiny", "fixture", "rps", "val").table
     assert (slurm_run / table).read_bytes() == (local_run / table).read_bytes()
-    maps = "results/tiny/fixture/rps/maps/val.h5"
+    maps = result_files("tiny", "fixture", "rps", "val").maps
     with h5py.File(slurm_run / maps) as a, h5py.File(local_run / maps) as b:
         np.testing.assert_array_equal(a["maps"][()], b["maps"][()])

@@ -8,6 +8,9 @@ import pandas as pd
 import pytest
 from conftest import run_snakemake, tiny_config
 
+from rpsloc import paths
+from rpsloc.paths import result_files
+
 pytestmark = pytest.mark.workflow
 
 
@@ -43,7 +46,7 @@ UNSHARDED_VARIANTS = ["rps", "rps_classwise_gt", "caam"]
 
 
 def test_the_dataset_target_writes_a_summary_row_per_backbone_variant_and_split(sharded):
-    summary = pd.read_csv(sharded / "results/tiny/summary.csv")
+    summary = pd.read_csv(sharded / paths.SUMMARY.format(dataset="tiny"))
     variants = tiny_config()["datasets"]["tiny"]["variants"]
     assert len(summary) == 2 * len(variants) * 2
     assert set(summary["variant"]) == set(variants)
@@ -57,14 +60,16 @@ def test_the_dataset_target_writes_a_summary_row_per_backbone_variant_and_split(
 
 
 def test_the_fixture_backbone_localizes_through_the_workflow(sharded):
-    summary = pd.read_csv(sharded / "results/tiny/summary.csv")
+    summary = pd.read_csv(sharded / paths.SUMMARY.format(dataset="tiny"))
     method = summary[(summary.backbone == "fixture") & (summary.variant == "rps")]
     assert (method["max_box_acc_v2"] >= 90).all()
 
 
 def test_figures_logs_and_benchmarks_are_written(sharded):
-    for figure in ("box_accuracy.png", "overlays.png"):
-        assert (sharded / "results/tiny/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for figure in ("box_accuracy", "overlays"):
+        assert (sharded / paths.figure(figure).format(dataset="tiny")).read_bytes()[
+            :8
+        ] == b"\x89PNG\r\n\x1a\n"
     assert (sharded / "logs/tiny/fixture/representer/global.log").exists()
     assert (sharded / "benchmarks/tiny/fixture/features/train/shard-2.tsv").exists()
 
@@ -79,13 +84,13 @@ def test_changing_an_evaluation_setting_reruns_only_evaluation(sharded):
     config["evaluation"]["cam_curve_interval"] = 0.02
     jobs = planned_jobs(run_snakemake(sharded, config, "tiny", "--dry-run"))
     assert jobs.get("metrics") == 28
-    assert not {"synth", "manifest", "features", "representer", "maps"} & set(jobs)
+    assert not {"synthetic", "manifest", "features", "representer", "maps"} & set(jobs)
 
 
 def test_changing_the_output_stride_reruns_features_but_not_the_dataset(sharded):
     jobs = planned_jobs(run_snakemake(sharded, tiny_config(output_stride=32), "tiny", "--dry-run"))
     assert "features" in jobs and "representer" in jobs
-    assert not {"synth", "manifest"} & set(jobs)
+    assert not {"synthetic", "manifest"} & set(jobs)
 
 
 def test_a_misspelt_config_key_is_an_error_that_names_it(tmp_path):
@@ -105,25 +110,33 @@ def test_a_wrong_type_in_the_config_is_an_error_that_names_the_key(tmp_path):
 
 
 def test_explanations_and_the_selection_curve_are_written(sharded):
-    ranking = pd.read_csv(sharded / "results/tiny/fixture/explanations/training_images.csv")
+    ranking = pd.read_csv(
+        sharded / paths.TRAINING_RANKING.format(dataset="tiny", backbone="fixture")
+    )
     assert len(ranking) == 10
-    curve = pd.read_csv(sharded / "results/tiny/fixture/explanations/selection-test.csv")
+    curve = pd.read_csv(
+        sharded / paths.SELECTION_CURVE.format(dataset="tiny", backbone="fixture", split="test")
+    )
     assert curve["m"].iloc[-1] == 10
-    for figure in ("selection.png", "representer_values.png"):
-        assert (sharded / "results/tiny/figures" / figure).stat().st_size > 0
+    for figure in ("selection", "representer_values"):
+        assert (sharded / paths.figure(figure).format(dataset="tiny")).stat().st_size > 0
 
 
 def test_transfer_uses_the_base_datasets_predictor(sharded):
-    with h5py.File(sharded / "results/tiny/fixture/rps-from-base/maps/test.h5") as handle:
-        assert handle.attrs["representer"] == "results/base/fixture/representer/global.h5"
+    with h5py.File(
+        sharded / result_files("tiny", "fixture", "rps-from-base", "test").maps
+    ) as handle:
+        assert handle.attrs["representer"] == paths.REPRESENTER.format(
+            dataset="base", backbone="fixture", selection="global"
+        )
 
 
 def test_the_paper_table_spans_every_experiment(sharded):
-    run_snakemake(sharded, tiny_config(), "results/tables/summary.csv")
-    table = pd.read_csv(sharded / "results/tables/summary.csv")
+    run_snakemake(sharded, tiny_config(), paths.TABLES_CSV)
+    table = pd.read_csv(sharded / paths.TABLES_CSV)
     assert len(table) == 2 * 7
     assert "tiny MaxBoxAccV2" in table.columns
-    assert (sharded / "results/tables/summary.md").read_text().startswith("| backbone")
+    assert (sharded / paths.TABLES_MARKDOWN).read_text().startswith("| backbone")
 
 
 def test_sharded_and_unsharded_runs_give_identical_maps_metrics_and_foreground_predictors(
@@ -138,7 +151,17 @@ def test_sharded_and_unsharded_runs_give_identical_maps_metrics_and_foreground_p
     assert len(predictors) == 2 * 2
     for table in tables:
         assert (sharded / table).read_bytes() == (unsharded / table).read_bytes(), table
-    for paths, dataset in ((maps, "maps"), (predictors, "foreground_predictors")):
-        for path in paths:
+    for files, dataset in ((maps, "maps"), (predictors, "foreground_predictors")):
+        for path in files:
             with h5py.File(sharded / path) as a, h5py.File(unsharded / path) as b:
                 np.testing.assert_array_equal(a[dataset][()], b[dataset][()], err_msg=str(path))
+
+
+def test_a_backbone_without_weights_runs_through_the_workflow(tmp_path):
+    config = tiny_config(backbones=["fixture"], variants=["rps"], eval_splits=["test"])
+    del config["datasets"]["tiny"]["threshold_split"]
+    del config["datasets"]["base"]
+    config["backbones"]["fixture"]["weights"] = "none"
+    run_snakemake(tmp_path, config, paths.SUMMARY.format(dataset="tiny"))
+    summary = pd.read_csv(tmp_path / paths.SUMMARY.format(dataset="tiny"))
+    assert summary["weights"].tolist() == ["none"]

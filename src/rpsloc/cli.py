@@ -154,7 +154,7 @@ def _preview(dataset: h5py.Dataset, values: int) -> str:
 
 def _evaluate(arguments: argparse.Namespace) -> int:
     from rpsloc.io import write_json_atomic
-    from rpsloc.metrics import evaluate_scoremap_folder
+    from rpsloc.metrics.folder import evaluate_scoremap_folder
 
     result = evaluate_scoremap_folder(
         metadata_dir=arguments.metadata,
@@ -190,7 +190,7 @@ def _summary(arguments: argparse.Namespace) -> int:
 
 
 def _show(arguments: argparse.Namespace) -> int:
-    from rpsloc.gallery import show_image
+    from rpsloc.figures.show import show_image
 
     written = show_image(
         arguments.results,

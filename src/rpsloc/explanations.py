@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rpsloc.evaluation import evaluate_activations
 from rpsloc.io import atomic_h5, open_h5, provenance_attrs, write_csv_atomic, write_strings
 from rpsloc.maps import activation_maps
+from rpsloc.metrics import evaluate_activations
 from rpsloc.readers import iter_eval_shards, read_global_representer
 
 

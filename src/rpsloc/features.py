@@ -22,7 +22,7 @@ from rpsloc import __version__
 from rpsloc.backbones import build_backbone
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.devices import resolve_device
-from rpsloc.io import atomic_h5, pause_for_kill_test, write_strings
+from rpsloc.io import atomic_h5, write_strings
 from rpsloc.readers import (
     EVAL_ROLE,
     NORM_EPS,
@@ -134,7 +134,6 @@ def extract_shard(
                 _check_finite(features, records[start : start + len(images)])
                 writer.write(start, features)
                 start += len(images)
-                pause_for_kill_test(out)  # test hook: a no-op unless RPSLOC_TEST_PAUSE_AT is set
         handle.attrs["feature_dim"] = int(features.shape[1])
         handle.attrs["feature_height"] = int(features.shape[2])
         handle.attrs["feature_width"] = int(features.shape[3])

@@ -8,12 +8,10 @@ also carry `complete = True` as an attribute, which every reader checks (`open_h
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import glob
 import hashlib
 import json
 import os
-import time
 from collections.abc import Iterator, Mapping
 from io import BytesIO
 from pathlib import Path
@@ -62,30 +60,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary = _temporary_sibling(path)
     try:
         yield temporary
-        pause_for_kill_test(path)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-PAUSE_ENV = "RPSLOC_TEST_PAUSE_AT"
-PAUSE_MARKER = ".rpsloc-paused"
-
-
-def pause_for_kill_test(path: str | Path) -> None:
-    """Test hook for the kill-and-resume tests (docs/reliability.md); a no-op unless the
-    environment variable RPSLOC_TEST_PAUSE_AT is set.
-
-    When it holds a glob matching `path`, the process writes `path` to `.rpsloc-paused` in its
-    working directory and sleeps until killed. It is called when an output is fully written to
-    its temporary but not yet renamed, and, for feature shards, after the first batch.
-    """
-    pattern = os.environ.get(PAUSE_ENV)
-    if not pattern or not fnmatch.fnmatch(str(path), pattern):
-        return
-    Path(PAUSE_MARKER).write_text(f"{path}\n")
-    while True:
-        time.sleep(60)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,6 @@ from rpsloc.backbones import arch_options, build_backbone
 from rpsloc.devices import resolve_device
 from rpsloc.errors import InputError
 from rpsloc.io import atomic_path, write_csv_atomic
-from rpsloc.report import plot_pretraining_loss
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD, load_rgb
 
 log = logging.getLogger(__name__)
@@ -84,31 +83,6 @@ class PretrainResult:
     backbone: dict[str, torch.Tensor]
     head: dict[str, torch.Tensor]
     losses: pd.DataFrame  # step, loss, lr, seconds
-
-
-def check_pretrain_config(config: Mapping[str, Any]) -> None:
-    """`weights: pretrain` and a `pretrain:` block come together, and the block names a
-    configured dataset; `InputError` naming the key otherwise."""
-    for name, entry in config["backbones"].items():
-        where = f"config: backbones.{name}"
-        block = entry.get("pretrain")
-        if entry["weights"] == "pretrain" and block is None:
-            raise InputError(
-                f"{where}.weights is 'pretrain' but backbones.{name}.pretrain is missing: it "
-                "says which dataset to pretrain on (docs/pretraining.md)"
-            )
-        if block is None:
-            continue
-        if entry["weights"] != "pretrain":
-            raise InputError(
-                f"{where}.pretrain is set but weights is {entry['weights']!r}: set weights to "
-                "'pretrain' to use the pretrained backbone, or remove the block"
-            )
-        if block["dataset"] not in config["datasets"]:
-            raise InputError(
-                f"{where}.pretrain.dataset '{block['dataset']}' is not a key of datasets "
-                f"({sorted(config['datasets'])})"
-            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,11 +376,10 @@ def pretrain(
     settings: PretrainSettings,
     checkpoint: str | Path,
     losses: str | Path,
-    plot: str | Path,
 ) -> PretrainResult:
-    """The `pretrain` stage: images of a manifest -> checkpoint, loss CSV and loss plot."""
+    """The `pretrain` stage: images of a manifest -> checkpoint and loss CSV (the figures
+    stage plots the loss)."""
     result = pretrain_backbone(manifest_image_paths(manifest), backbone_config, settings)
     write_checkpoint(result, settings, checkpoint)
     write_csv_atomic(result.losses, losses)
-    plot_pretraining_loss(result.losses, plot)
     return result

@@ -273,6 +273,39 @@ def read_maps(path: str | Path) -> MapsFile:
         )
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """A test image's most supporting and most opposing training images with their
+    contributions (mean over its predicted region of r_n . g[p] / ||w~||)."""
+
+    image_id: str
+    support: list[tuple[str, float]]
+    oppose: list[tuple[str, float]]
+
+
+def read_explanations(
+    path: str | Path, image_ids: Sequence[str], per_side: int
+) -> list[Explanation]:
+    """The top `per_side` supporting and opposing training images of each test image."""
+    with open_h5(path) as handle:
+        position = {image_id: i for i, image_id in enumerate(read_strings(handle["image_ids"]))}
+        training = read_strings(handle["training_image_ids"])
+        explanations = []
+        for image_id in image_ids:
+            if image_id not in position:
+                raise InputError(f"{path}: no explanation for image {image_id!r}")
+            row = position[image_id]
+            sides = []
+            for name in ("support", "oppose"):
+                indices = handle[f"{name}_indices"][row][:per_side]
+                values = handle[f"{name}_contributions"][row][:per_side]
+                sides.append(
+                    [(training[i], float(v)) for i, v in zip(indices, values, strict=True)]
+                )
+            explanations.append(Explanation(image_id, *sides))
+    return explanations
+
+
 def read_image_ious(path: str | Path) -> tuple[pd.DataFrame, float]:
     """The metrics stage's per-image best IoUs and the threshold they were taken at."""
     images = read_csv(path)

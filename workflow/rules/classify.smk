@@ -2,20 +2,21 @@ rule classify:
     """A classifier's top-5 classes and softmax scores for every image of a split, in
     manifest order: Top-1/Top-5 Loc and the class-wise w* picked by top-1 (docs/classifiers.md)."""
     input:
-        manifest="results/{dataset}/manifest/{split}.csv",
-        checkpoints=classifier_checkpoints,
+        manifest=get_manifest,
+        checkpoints=get_classifier_checkpoints,
     output:
-        "results/{dataset}/classifiers/{classifier}/{split}.h5",
+        paths.PREDICTIONS,
     params:
-        classifier=classifier_config,
+        classifier=get_classifier,
+        features=FEATURES,
     resources:
         gpu=1,
     threads: 2
     conda:
-        "../../environment.yml"
+        "../envs/rpsloc.yaml"
     log:
-        "logs/{dataset}/classifiers/{classifier}/{split}.log",
+        paths.log_of(paths.PREDICTIONS),
     benchmark:
-        "benchmarks/{dataset}/classifiers/{classifier}/{split}.tsv"
+        paths.benchmark_of(paths.PREDICTIONS)
     script:
         "../scripts/classify.py"

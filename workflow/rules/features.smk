@@ -1,25 +1,23 @@
 rule features:
     """Backbone features of one shard of one split (METHOD.md section 1)."""
     input:
-        manifest="results/{dataset}/manifest/{split}.csv",
-        checkpoint=backbone_checkpoint,
+        manifest=get_manifest,
+        checkpoint=get_backbone_checkpoint,
     output:
-        "results/{dataset}/{backbone}/features/{split}/shard-{shard}.h5",
+        paths.FEATURE_SHARD,
     params:
-        backbone=backbone_settings,
-        role=split_role,
-        shard_size=config["features"]["shard_size"],
-        image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
-        crop_size=lambda wildcards: dataset_config(wildcards)["crop_size"],
-        output_stride=lambda wildcards: dataset_config(wildcards)["output_stride"],
+        backbone=get_backbone_model,
+        role=get_split_role,
+        geometry=get_split_geometry,
+        features=FEATURES,
     resources:
         gpu=1,
     threads: 2
     conda:
-        "../../environment.yml"
+        "../envs/rpsloc.yaml"
     log:
-        "logs/{dataset}/{backbone}/features/{split}/shard-{shard}.log",
+        paths.log_of(paths.FEATURE_SHARD),
     benchmark:
-        "benchmarks/{dataset}/{backbone}/features/{split}/shard-{shard}.tsv"
+        paths.benchmark_of(paths.FEATURE_SHARD)
     script:
-        "../scripts/extract_features.py"
+        "../scripts/features.py"

@@ -2,19 +2,19 @@ checkpoint manifest:
     """One table per split: image id, path, size, label, boxes, masks (docs/architecture.md),
     and the images left out under `on_bad_image: skip` with their reasons (docs/datasets.md)."""
     input:
-        synthetic=synthetic_root,
-        metadata=metadata_files,
+        synthetic=get_synthetic_root,
+        metadata=get_metadata_files,
     output:
-        "results/{dataset}/manifest/{split}.csv",
-        skipped="results/{dataset}/manifest/{split}.skipped.csv",
+        paths.MANIFEST,
+        skipped=paths.MANIFEST_SKIPPED,
     params:
-        dataset=adapter_settings,
-        work_dir="results/{dataset}",
+        dataset=lambda wildcards: get_dataset(wildcards).layout,
+        work_dir=lambda wildcards: f"{paths.RESULTS}/{wildcards.dataset}",
     conda:
-        "../../environment.yml"
+        "../envs/rpsloc.yaml"
     log:
-        "logs/{dataset}/manifest/{split}.log",
+        paths.log_of(paths.MANIFEST),
     benchmark:
-        "benchmarks/{dataset}/manifest/{split}.tsv"
+        paths.benchmark_of(paths.MANIFEST)
     script:
         "../scripts/manifest.py"

@@ -1,16 +1,16 @@
 rule maps:
     """Activation maps of one split at feature resolution, for one variant or baseline."""
     input:
-        shards=eval_shards,
-        representer=representer_file,
-        predictions=predictions_file,
+        shards=get_eval_shards,
+        representer=get_variant_representer,
+        predictions=get_variant_predictions,
     output:
-        "results/{dataset}/{backbone}/{variant}/maps/{split}.h5",
+        paths.MAPS,
     conda:
-        "../../environment.yml"
+        "../envs/rpsloc.yaml"
     log:
-        "logs/{dataset}/{backbone}/{variant}/maps/{split}.log",
+        paths.log_of(paths.MAPS),
     benchmark:
-        "benchmarks/{dataset}/{backbone}/{variant}/maps/{split}.tsv"
+        paths.benchmark_of(paths.MAPS)
     script:
         "../scripts/maps.py"

@@ -2,24 +2,23 @@ rule metrics:
     """BoxAcc per protocol, IoU and threshold; MaxBoxAccV2, MaxBoxAcc, PxAP (METHOD.md 3);
     per-image best IoUs and the pixel precision-recall curve, for the report's figures."""
     input:
-        maps="results/{dataset}/{backbone}/{variant}/maps/{split}.h5",
-        shards=eval_shards,
-        manifest="results/{dataset}/manifest/{split}.csv",
-        predictions=classifier_predictions,
+        maps=paths.MAPS,
+        shards=get_eval_shards,
+        manifest=get_manifest,
+        predictions=get_classifier_predictions,
     output:
-        table="results/{dataset}/{backbone}/{variant}/metrics/{split}.csv",
-        summary="results/{dataset}/{backbone}/{variant}/metrics/{split}.json",
-        images="results/{dataset}/{backbone}/{variant}/metrics/{split}-images.csv",
-        curve="results/{dataset}/{backbone}/{variant}/metrics/{split}-pr.csv",
+        table=paths.METRICS_TABLE,
+        summary=paths.METRICS_SUMMARY,
+        images=paths.METRICS_IMAGES,
+        curve=paths.METRICS_CURVE,
     params:
-        interval=config["evaluation"]["cam_curve_interval"],
-        iou_thresholds=config["evaluation"]["iou_thresholds"],
+        evaluation=EVALUATION,
     threads: 2
     conda:
-        "../../environment.yml"
+        "../envs/rpsloc.yaml"
     log:
-        "logs/{dataset}/{backbone}/{variant}/metrics/{split}.log",
+        paths.log_of(paths.METRICS_TABLE),
     benchmark:
-        "benchmarks/{dataset}/{backbone}/{variant}/metrics/{split}.tsv"
+        paths.benchmark_of(paths.METRICS_TABLE)
     script:
         "../scripts/metrics.py"

@@ -2,24 +2,23 @@ rule pretrain:
     """A backbone trained self-supervised (SimCLR) on a dataset's unlabeled training images, for
     backbones with `weights: pretrain` (docs/pretraining.md)."""
     input:
-        pretrain_manifest,
+        get_pretrain_manifest,
     output:
-        checkpoint="results/pretrain/{backbone}/checkpoint.pth",
-        losses="results/pretrain/{backbone}/loss.csv",
-        plot="results/pretrain/{backbone}/loss.png",
+        checkpoint=paths.PRETRAIN_CHECKPOINT,
+        losses=paths.PRETRAIN_LOSSES,
     wildcard_constraints:
-        backbone=PRETRAINED_BACKBONES,
+        backbone=_alternatives(SETTINGS.pretrained),
     params:
-        backbone=lambda wildcards: config["backbones"][wildcards.backbone],
-        device=config["features"]["device"],
+        backbone=get_backbone_model,
+        settings=get_pretrain_settings,
     resources:
         gpu=1,
     threads: 2
     conda:
-        "../../environment.yml"
+        "../envs/rpsloc.yaml"
     log:
-        "logs/pretrain/{backbone}.log",
+        paths.log_of(paths.PRETRAIN_CHECKPOINT),
     benchmark:
-        "benchmarks/pretrain/{backbone}.tsv"
+        paths.benchmark_of(paths.PRETRAIN_CHECKPOINT)
     script:
         "../scripts/pretrain.py"

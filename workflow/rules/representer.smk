@@ -2,16 +2,16 @@ rule representer:
     """w* (global or per class, from all or a sampled subset of the training images) and every
     kept training image's representer vector and values (METHOD.md section 1)."""
     input:
-        train_shards,
+        get_train_shards,
     output:
-        "results/{dataset}/{backbone}/representer/{selection}.h5",
+        paths.REPRESENTER,
     params:
-        settings=representer_settings,
+        settings=get_representer_settings,
     conda:
-        "../../environment.yml"
+        "../envs/rpsloc.yaml"
     log:
-        "logs/{dataset}/{backbone}/representer/{selection}.log",
+        paths.log_of(paths.REPRESENTER),
     benchmark:
-        "benchmarks/{dataset}/{backbone}/representer/{selection}.tsv"
+        paths.benchmark_of(paths.REPRESENTER)
     script:
         "../scripts/representer.py"

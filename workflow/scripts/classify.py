@@ -1,12 +1,12 @@
 import torch
 
-from rpsloc.classifiers import predict_split
+from rpsloc.classify import predict_split
 from rpsloc.io import config_hash
 from rpsloc.logging import to_log
 
 with to_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    settings = snakemake.config["features"]
+    settings = snakemake.params.features
     predict_split(
         manifest=snakemake.input.manifest,
         classifier_config=snakemake.params.classifier,

@@ -1,7 +1,8 @@
-from rpsloc.evaluation import write_split_metrics
+from rpsloc.metrics import write_split_metrics
 from rpsloc.logging import to_log
 
 with to_log(snakemake.log[0]):
+    evaluation = snakemake.params.evaluation
     write_split_metrics(
         maps=snakemake.input.maps,
         eval_shards=list(snakemake.input.shards),
@@ -10,8 +11,8 @@ with to_log(snakemake.log[0]):
         out_summary=snakemake.output.summary,
         out_images=snakemake.output.images,
         out_curve=snakemake.output.curve,
-        interval=snakemake.params.interval,
-        iou_thresholds=snakemake.params.iou_thresholds,
+        interval=evaluation["interval"],
+        iou_thresholds=evaluation["iou_thresholds"],
         workers=snakemake.threads,
         predictions=snakemake.input.predictions or None,
     )

@@ -5,14 +5,10 @@ from rpsloc.pretrain import PretrainSettings, pretrain
 
 with to_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    backbone = snakemake.params.backbone
     pretrain(
         manifest=snakemake.input[0],
-        backbone_config=backbone,
-        settings=PretrainSettings.from_config(
-            {**backbone["pretrain"], "device": snakemake.params.device}
-        ),
+        backbone_config=snakemake.params.backbone,
+        settings=PretrainSettings(**snakemake.params.settings),
         checkpoint=snakemake.output.checkpoint,
         losses=snakemake.output.losses,
-        plot=snakemake.output.plot,
     )

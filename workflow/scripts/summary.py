@@ -1,16 +1,28 @@
-from rpsloc.datasets.policy import gather_skipped
 from rpsloc.logging import to_log
-from rpsloc.report import split_results, write_summary
+from rpsloc.summary import gather_skipped, write_paper_table, write_summary
 
-with to_log(snakemake.log[0]):
+
+def summary():
     skipped = gather_skipped(
         dict(zip(snakemake.params.splits, snakemake.input.skipped, strict=True)),
         snakemake.output.skipped,
     )
     write_summary(
         dataset=snakemake.wildcards.dataset,
-        results=split_results(snakemake.params.results),
+        results=snakemake.params.results,
         threshold_split=snakemake.params.threshold_split,
         out=snakemake.output[0],
         skipped=skipped,
     )
+
+
+def tables():
+    write_paper_table(
+        summaries=list(snakemake.input),
+        out_csv=snakemake.output.csv,
+        out_markdown=snakemake.output.markdown,
+    )
+
+
+with to_log(snakemake.log[0]):
+    {"summary": summary, "tables": tables}[snakemake.rule]()

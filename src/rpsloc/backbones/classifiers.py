@@ -14,7 +14,7 @@ Three families, each with the parameter names of the project that publishes its 
 
 Every checkpoint goes through `rpsloc.backbones.checkpoints`: `weights_only=True`, container and
 prefix stripped, every tensor present with the right shape, the head included. The classify
-stage that runs them is `rpsloc.classifiers`.
+stage that runs them is `rpsloc.classify`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 This module is the registry: `ADAPTERS` maps each `adapter` key of the configuration to an
 `Adapter` (its reader, configuration keys, splits and source files), so a new layout is one
-reader module and one table entry; `PROTOCOL_DEFAULTS` holds each adapter's evaluation
-defaults (METHOD.md section 1). The readers live beside it: `records` (the manifest contract),
+reader module and one table entry (each layout's evaluation defaults are the settings',
+`rpsloc.settings.PROTOCOL_DEFAULTS`). The readers live beside it: `records` (the manifest contract),
 `policy` (bad images), `wsol`, `voc`, `stanford`, `aircraft`, `cifar` and `table` (CSV); the
 manifest stage that runs them is `rpsloc.manifest`.
 """
@@ -190,29 +190,6 @@ ADAPTERS: dict[str, Adapter] = {
 #: Dataset keys every adapter understands (docs/datasets.md).
 COMMON_KEYS = ("on_bad_image", "check_images", "num_classes")
 
-# --------------------------------------------------------------------------- protocol defaults
-
-_IMAGENET = {"image_size": 256, "crop_size": 224, "output_stride": 16, "threshold_split": None}
-_FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
-_UNCROPPED = {**_IMAGENET, "image_size": 224}
-
-#: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
-#: stride; fine-grained sets at 480/448/32, the rest at ImageNet's 256/224/16 (the synthetic
-#: set and CIFAR uncropped at 224). CUB and ImageNet choose the threshold on val, as the
-#: authors do.
-PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "wsol": _IMAGENET,
-    "synthetic": _UNCROPPED,
-    "cub": {**_FINE_GRAINED, "threshold_split": "val"},
-    "ilsvrc": {**_IMAGENET, "threshold_split": "val"},
-    "openimages": _IMAGENET,
-    "cars": _FINE_GRAINED,
-    "dogs": _FINE_GRAINED,
-    "aircraft": _FINE_GRAINED,
-    **{kind: _UNCROPPED for kind in CIFAR},
-    "csv": _IMAGENET,
-}
-
 
 def adapter_of(dataset: Mapping[str, Any]) -> Adapter:
     name = dataset.get("adapter")
@@ -222,28 +199,6 @@ def adapter_of(dataset: Mapping[str, Any]) -> Adapter:
             f"{', '.join(sorted(ADAPTERS))}"
         )
     return ADAPTERS[name]
-
-
-def adapter_defaults(adapter_name: str) -> dict[str, Any]:
-    """image_size, crop_size, output_stride and threshold_split (None: no default) of an
-    adapter, the protocol its dataset is evaluated with unless the configuration says
-    otherwise (METHOD.md section 1)."""
-    adapter_of({"adapter": adapter_name})
-    return dict(PROTOCOL_DEFAULTS[adapter_name])
-
-
-def dataset_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
-    """The dataset's configuration with its adapter's defaults filled in: image_size,
-    crop_size, output_stride (METHOD.md section 1) and threshold_split (val for CUB and
-    ImageNet, when val is evaluated, as the authors do)."""
-    adapter_of(dataset)
-    defaults = adapter_defaults(dataset["adapter"])
-    settings = dict(dataset)
-    for key in ("image_size", "crop_size", "output_stride"):
-        settings.setdefault(key, defaults[key])
-    if defaults["threshold_split"] in settings.get("eval_splits", ()):
-        settings.setdefault("threshold_split", defaults["threshold_split"])
-    return settings
 
 
 def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:

@@ -368,25 +368,3 @@ def read_skipped(path: Path | str) -> list[Skipped]:
             Skipped(image_id, file, int(line) if line else None, reason)
             for image_id, file, line, reason in reader
         ]
-
-
-def gather_skipped(by_split: Mapping[str, Path | str], out: Path | str) -> dict[str, int]:
-    """Join the splits' skipped tables into one CSV (split first); the count per split."""
-    counts = {}
-    with atomic_path(out) as temporary, temporary.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(("split", *SKIPPED_COLUMNS))
-        for split, path in by_split.items():
-            items = read_skipped(path)
-            counts[split] = len(items)
-            for item in items:
-                writer.writerow(
-                    [
-                        split,
-                        item.image_id,
-                        item.file,
-                        "" if item.line is None else item.line,
-                        item.reason,
-                    ]
-                )
-    return counts

@@ -10,15 +10,21 @@ import pandas as pd
 import pytest
 from conftest import run_snakemake, tiny_config
 
+from rpsloc import paths
 from rpsloc.boxes import best_iou_per_threshold
-from rpsloc.classifiers import top_k_loc
 from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import InputError
-from rpsloc.evaluation import top_k_headline
 from rpsloc.io import open_h5, read_attrs, read_json, read_strings
-from rpsloc.metrics import BoxAccuracy
+from rpsloc.metrics import top_k_headline
+from rpsloc.metrics.accumulators import BoxAccuracy, top_k_loc
+from rpsloc.paths import result_files
 from rpsloc.readers import iter_eval_shards, read_top5
 from rpsloc.scoremaps import score_map
+
+#: The classify stage's predictions and the method's result on val in the classified run.
+PREDICTIONS = paths.PREDICTIONS.format(dataset="tiny", classifier="random8", split="val")
+RPS_VAL = result_files("tiny", "fixture", "rps", "val")
+
 
 # ------------------------------------------------------------------------- Top-k Loc formulas
 
@@ -94,14 +100,14 @@ def classifier_config() -> dict:
 @pytest.fixture(scope="module")
 def classified(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("classify")
-    run_snakemake(workdir, classifier_config(), "results/tiny/summary.csv")
+    run_snakemake(workdir, classifier_config(), paths.SUMMARY.format(dataset="tiny"))
     return workdir
 
 
 @pytest.mark.workflow
 def test_predictions_file_holds_top5_classes_and_scores_in_manifest_order(classified):
-    path = classified / "results/tiny/classifiers/random8/val.h5"
-    manifest = read_manifest(classified / "results/tiny/manifest/val.csv")
+    path = classified / PREDICTIONS
+    manifest = read_manifest(classified / paths.MANIFEST.format(dataset="tiny", split="val"))
     with open_h5(path) as handle:
         assert read_strings(handle["image_ids"]) == [r.image_id for r in manifest]
         top5, scores = handle["top5"][()], handle["top5_scores"][()]
@@ -118,14 +124,14 @@ def test_predictions_file_holds_top5_classes_and_scores_in_manifest_order(classi
 
 @pytest.mark.workflow
 def test_top1_and_top5_loc_of_the_workflow_match_a_hand_computation(classified):
-    metrics = read_json(classified / "results/tiny/fixture/rps/metrics/val.json")
-    maps_path = classified / "results/tiny/fixture/rps/maps/val.h5"
-    shards = sorted((classified / "results/tiny/fixture/features/val").glob("shard-*.h5"))
+    metrics = read_json(classified / RPS_VAL.summary)
+    maps_path = classified / RPS_VAL.maps
+    shards = sorted((classified / RPS_VAL.maps).parents[2].glob("features/val/shard-*.h5"))
     with open_h5(maps_path) as handle:
         activations = handle["maps"][()]
     located, top1_right, top5_right = [], [], []
     ids = [image_id for shard in iter_eval_shards(shards, False) for image_id in shard.image_ids]
-    top5 = read_top5(classified / "results/tiny/classifiers/random8/val.h5", ids)
+    top5 = read_top5(classified / PREDICTIONS, ids)
     index = 0
     for shard in iter_eval_shards(shards, with_features=False):
         for label, boxes in zip(shard.labels, shard.boxes, strict=True):
@@ -146,10 +152,12 @@ def test_top1_and_top5_loc_of_the_workflow_match_a_hand_computation(classified):
 
 @pytest.mark.workflow
 def test_summary_reports_top1_top5_and_gt_known_loc_per_variant(classified):
-    summary = pd.read_csv(classified / "results/tiny/summary.csv")
+    summary = pd.read_csv(classified / paths.SUMMARY.format(dataset="tiny"))
     assert list(summary["variant"]) == ["rps", "rps_classwise_top1"]
     for _, row in summary.iterrows():
-        metrics = read_json(classified / f"results/tiny/fixture/{row['variant']}/metrics/val.json")
+        metrics = read_json(
+            classified / result_files("tiny", "fixture", row["variant"], "val").summary
+        )
         for column in ("top1_loc", "top5_loc", "gt_known_loc", "loc_threshold"):
             assert row[column] == pytest.approx(metrics[column], abs=1e-4)
         assert row["loc_protocol"] == "benchmark_largest"

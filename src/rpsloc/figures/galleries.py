@@ -1,9 +1,6 @@
-"""Pictures of single results: the best and the worst images by IoU, and test images beside the
-training images that support and oppose their foreground most (METHOD.md sections 1 and 3).
-
-The workflow's gallery rules and `rpsloc show` draw with the same functions; boxes use the
-report's colours (predicted `PREDICTED_COLOUR`, ground truth `GROUND_TRUTH_COLOUR`).
-"""
+"""Pictures of single results: the first images of a split, the best and the worst by IoU,
+training images with their representer values, and test images beside the training images that
+support and oppose their foreground most (METHOD.md sections 1 and 3)."""
 
 from __future__ import annotations
 
@@ -13,25 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Patch
 
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
-from rpsloc.io import open_h5, read_strings
-from rpsloc.readers import iter_eval_shards, read_image_ious
-from rpsloc.report import (
-    GROUND_TRUTH_COLOUR,
-    PREDICTED_COLOUR,
+from rpsloc.figures.drawing import (
+    OPPOSE_COLOUR,
+    SUPPORT_COLOUR,
     draw_overlay,
     plt,
     save_figure,
+    save_with_box_legend,
     unnormalise,
 )
+from rpsloc.io import open_h5, read_json, read_strings
+from rpsloc.readers import iter_eval_shards, read_explanations, read_image_ious
 from rpsloc.scoremaps import score_map
 from rpsloc.transforms import load_rgb, preprocess
-
-SUPPORT_COLOUR = "#4363d8"
-OPPOSE_COLOUR = "#f58231"
 
 
 @dataclass(frozen=True)
@@ -44,14 +38,76 @@ class TestImage:
     boxes: np.ndarray  # (k, 4) ground-truth boxes x0, y0, x1, y1
 
 
-@dataclass(frozen=True)
-class Explanation:
-    """A test image's most supporting and most opposing training images with their
-    contributions (mean over its predicted region of r_n . g[p] / ||w~||)."""
+def plot_overlays(
+    maps: str | Path,
+    summary: str | Path,
+    eval_shard: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    count: int = 8,
+) -> None:
+    """The first images of a split: heatmap, predicted boxes at the best IoU-50 threshold of
+    the benchmark protocol (red), and ground-truth boxes (green)."""
+    threshold = float(read_json(summary).get("best_threshold_50", 0.5))
+    records = {record.image_id: record for record in read_manifest(manifest)}
+    with open_h5(maps) as handle:
+        position = {image_id: i for i, image_id in enumerate(read_strings(handle["image_ids"]))}
+        activations = handle["maps"][()]
+        image_size = int(handle.attrs["image_size"])
+        label = f"{handle.attrs['backbone']} / {handle.attrs['variant']}"
+    shard = next(iter_eval_shards([eval_shard], with_features=False))
+    count = min(count, len(shard.image_ids))
+    columns = max(1, min(count, 4))
+    rows = max(1, int(np.ceil(count / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for index, axis in zip(range(count), axes.flat[:count], strict=True):
+        image_id = shard.image_ids[index]
+        picture = preprocess(load_rgb(records[image_id].path), image_size, shard.crop_size)
+        scores = score_map(activations[position[image_id]], shard.crop_size)
+        draw_overlay(axis, unnormalise(picture), scores, threshold, shard.boxes[index], image_id)
+    figure.suptitle(
+        f"{label}: predicted (red) and ground-truth (green) boxes at tau = {threshold:.2f}",
+        fontsize=9,
+    )
+    save_figure(figure, out)
 
-    image_id: str
-    support: list[tuple[str, float]]
-    oppose: list[tuple[str, float]]
+
+def plot_representer_values(
+    representer: str | Path, manifest: str | Path, out: str | Path, count: int = 4
+) -> None:
+    """The `count` most and least supportive training images (by r_n . w*) with their
+    per-position representer values alpha_{n,p} (red pushes towards w*, blue away)."""
+    records = {record.image_id: record for record in read_manifest(manifest)}
+    with open_h5(representer) as handle:
+        image_ids = read_strings(handle["image_ids"])
+        values = handle["image_values"][()]
+        alphas = handle["representer_values"][()]
+        image_size = int(handle.attrs["image_size"])
+        crop_size = int(handle.attrs["crop_size"])
+    order = np.argsort(-values, kind="stable")
+    count = max(1, min(count, len(order) // 2 or 1))
+    chosen = list(order[:count]) + list(order[::-1][:count])
+    figure, axes = plt.subplots(2, count, figsize=(3 * count, 6.4), squeeze=False)
+    limit = float(np.percentile(np.abs(alphas[chosen]), 99)) or 1.0
+    for axis, index in zip(axes.flat, chosen, strict=True):
+        picture = preprocess(load_rgb(records[image_ids[index]].path), image_size, crop_size)
+        axis.imshow(unnormalise(picture))
+        heat = axis.imshow(
+            alphas[index],
+            cmap="coolwarm",
+            vmin=-limit,
+            vmax=limit,
+            alpha=0.55,
+            extent=(0, crop_size, crop_size, 0),
+            interpolation="nearest",
+        )
+        axis.set_title(f"{image_ids[index]}\nr.w* = {values[index]:.3g}", fontsize=7)
+        axis.axis("off")
+    figure.colorbar(heat, ax=axes, shrink=0.6, label="representer value alpha_{n,p}")
+    figure.suptitle("Most (top) and least (bottom) supportive training images", fontsize=9)
+    save_figure(figure, out, tight=False)
 
 
 def load_test_images(
@@ -126,30 +182,7 @@ def plot_best_and_worst(
     figure.suptitle(
         f"{_label(maps)}\nbest and worst images by IoU at tau = {threshold:.2f}", fontsize=9
     )
-    _save_with_box_legend(figure, out)
-
-
-def read_explanations(
-    path: str | Path, image_ids: Sequence[str], per_side: int
-) -> list[Explanation]:
-    """The top `per_side` supporting and opposing training images of each test image."""
-    with open_h5(path) as handle:
-        position = {image_id: i for i, image_id in enumerate(read_strings(handle["image_ids"]))}
-        training = read_strings(handle["training_image_ids"])
-        explanations = []
-        for image_id in image_ids:
-            if image_id not in position:
-                raise InputError(f"{path}: no explanation for image {image_id!r}")
-            row = position[image_id]
-            sides = []
-            for name in ("support", "oppose"):
-                indices = handle[f"{name}_indices"][row][:per_side]
-                values = handle[f"{name}_contributions"][row][:per_side]
-                sides.append(
-                    [(training[i], float(v)) for i, v in zip(indices, values, strict=True)]
-                )
-            explanations.append(Explanation(image_id, *sides))
-    return explanations
+    save_with_box_legend(figure, out)
 
 
 def write_representer_gallery(
@@ -204,7 +237,7 @@ def write_representer_gallery(
         "the map over the predicted region",
         fontsize=9,
     )
-    _save_with_box_legend(figure, out)
+    save_with_box_legend(figure, out)
 
 
 def plot_representer_gallery(
@@ -230,112 +263,7 @@ def plot_representer_gallery(
     write_representer_gallery(explanations, tests, train_manifest, out, threshold, ious, per_side)
 
 
-@dataclass(frozen=True)
-class ResultFolder:
-    """A `results/<dataset>` folder as the workflow leaves it (README: stages and files)."""
-
-    root: Path
-
-    def backbones(self) -> list[str]:
-        return sorted(p.parent.name for p in self.root.glob("*/features"))
-
-    def maps(self, backbone: str, variant: str, split: str) -> Path:
-        return self.root / backbone / variant / "maps" / f"{split}.h5"
-
-    def images(self, backbone: str, variant: str, split: str) -> Path:
-        return self.root / backbone / variant / "metrics" / f"{split}-images.csv"
-
-    def shards(self, backbone: str, split: str) -> list[Path]:
-        folder = self.root / backbone / "features" / split
-        return sorted(folder.glob("shard-*.h5"), key=lambda p: int(p.stem.split("-")[1]))
-
-    def explanations(self, backbone: str, split: str) -> Path:
-        return self.root / backbone / "explanations" / f"{split}.h5"
-
-    def manifests(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("manifest/*.csv") if p.stem.count(".") == 0)
-
-
-def show_image(
-    results: str | Path,
-    image_id: str,
-    out: str | Path,
-    backbone: str | None = None,
-    variant: str = "rps",
-    split: str | None = None,
-) -> list[Path]:
-    """`rpsloc show`: the overlay of one evaluated image and, where its split was explained,
-    its representer gallery, written to `out`; returns the files written."""
-    folder = ResultFolder(Path(results))
-    backbone = backbone or _only_backbone(folder)
-    split = split or _split_of(folder, backbone, variant, image_id)
-    maps = folder.maps(backbone, variant, split)
-    if not maps.is_file():
-        raise InputError(f"{maps}: no maps for backbone {backbone!r}, variant {variant!r}")
-    table, threshold = read_image_ious(folder.images(backbone, variant, split))
-    ious = dict(zip(table["image_id"], table["iou"], strict=True))
-    manifest = folder.root / "manifest" / f"{split}.csv"
-    [test] = load_test_images(maps, folder.shards(backbone, split), manifest, [image_id])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = image_id.replace("/", "_")
-    overlay = out / f"{stem}-overlay.png"
-    figure, axis = plt.subplots(figsize=(4.2, 4.6))
-    title = f"{image_id}\n{backbone} / {variant}, {split}, tau = {threshold:.2f}"
-    draw_overlay(axis, test.picture, test.scores, threshold, test.boxes, title, ious.get(image_id))
-    _save_with_box_legend(figure, overlay)
-    written = [overlay]
-    explanations = folder.explanations(backbone, split)
-    if explanations.is_file():
-        gallery = out / f"{stem}-representers.png"
-        train_manifest = _training_manifest(folder, explanations)
-        write_representer_gallery(explanations, [test], train_manifest, gallery, threshold, ious)
-        written.append(gallery)
-    return written
-
-
-def _only_backbone(folder: ResultFolder) -> str:
-    backbones = folder.backbones()
-    if len(backbones) != 1:
-        found = ", ".join(backbones) or "none"
-        raise InputError(f"{folder.root}: choose a backbone with --backbone (found: {found})")
-    return backbones[0]
-
-
-def _split_of(folder: ResultFolder, backbone: str, variant: str, image_id: str) -> str:
-    """The evaluated split (one with maps of this variant) whose manifest lists the image."""
-    for manifest in folder.manifests():
-        if not folder.maps(backbone, variant, manifest.stem).is_file():
-            continue
-        if any(record.image_id == image_id for record in read_manifest(manifest)):
-            return manifest.stem
-    raise InputError(
-        f"{folder.root}: image {image_id!r} is in no evaluated split of {backbone}/{variant}"
-    )
-
-
-def _training_manifest(folder: ResultFolder, explanations: Path) -> Path:
-    """The manifest that lists every training image of the explanations file."""
-    with open_h5(explanations) as handle:
-        training = set(read_strings(handle["training_image_ids"]))
-    for manifest in folder.manifests():
-        if training <= {record.image_id for record in read_manifest(manifest)}:
-            return manifest
-    raise InputError(f"{folder.root}/manifest: no manifest lists the training images")
-
-
 def _label(maps: str | Path) -> str:
     with open_h5(maps) as handle:
         attrs = handle.attrs
         return f"{attrs['backbone']} / {attrs['variant']}, {attrs['split']}"
-
-
-def _save_with_box_legend(figure, out: str | Path) -> None:
-    """Save with a legend of the box colours below the panels."""
-    figure.tight_layout(rect=(0, 0.05, 1, 1))
-    handles = [
-        Patch(facecolor="none", edgecolor=PREDICTED_COLOUR, linewidth=1.8, label="predicted"),
-        Patch(facecolor="none", edgecolor=GROUND_TRUTH_COLOUR, linewidth=1.8, label="ground truth"),
-    ]
-    figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    save_figure(figure, out, tight=False)

@@ -1,6 +1,7 @@
-"""The classify stage: the top-5 classes of every image of a split, written to HDF5, and the
-Top-1 / Top-5 Loc formulas that use them (METHOD.md section 3; docs/classifiers.md). The
-classifier models are `rpsloc.backbones.classifiers`.
+"""The classify stage: the top-5 classes of every image of a split, written to HDF5 for Top-1 /
+Top-5 Loc and for the class-wise `w*` picked by top-1 (METHOD.md section 3; docs/classifiers.md).
+The classifier models are `rpsloc.backbones.classifiers`; the Top-k Loc formulas are
+`rpsloc.metrics.accumulators.top_k_loc`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from tqdm import tqdm
 from rpsloc import __version__
 from rpsloc.backbones.classifiers import build_classifier
 from rpsloc.datasets.records import read_manifest
-from rpsloc.errors import InputError
 from rpsloc.devices import resolve_device
 from rpsloc.io import atomic_h5, write_strings
 from rpsloc.readers import TOP_K
@@ -82,25 +82,3 @@ def predict_split(
         ranks.attrs["meaning"] = "0-based class indices, best first; -1 beyond num_classes"
         probs = handle.create_dataset("top5_scores", data=scores)
         probs.attrs["meaning"] = "softmax probabilities of the top5 classes"
-
-
-def top_k_loc(
-    ious: np.ndarray, labels: np.ndarray, top5: np.ndarray, iou_threshold: float = 0.5
-) -> dict[str, float]:
-    """GT-known, Top-1 and Top-5 Loc in percent from per-image best IoUs at one score-map
-    threshold (METHOD.md 3): IoU >= `iou_threshold`, and for Top-1 / Top-5 the label is the
-    classifier's first class / among its five."""
-    ious = np.asarray(ious, dtype=np.float64)
-    labels = np.asarray(labels)
-    top5 = np.asarray(top5).reshape(len(labels), -1)
-    if not len(ious) == len(labels) == len(top5) or len(ious) == 0:
-        raise InputError(
-            f"top_k_loc: expected as many IoUs, labels and top-5 rows (at least one), found "
-            f"{len(ious)}, {len(labels)}, {len(top5)}"
-        )
-    located = ious >= iou_threshold
-    return {
-        "gt_known_loc": 100.0 * float(located.mean()),
-        "top1_loc": 100.0 * float((located & (top5[:, 0] == labels)).mean()),
-        "top5_loc": 100.0 * float((located & (top5 == labels[:, None]).any(axis=1)).mean()),
-    }

@@ -13,7 +13,7 @@ import pytest
 from rpsloc.datasets.wsol import read_wsol_metadata
 from rpsloc.errors import InputError
 from rpsloc.masks import benchmark_mask
-from rpsloc.metrics import evaluate_scoremap_folder
+from rpsloc.metrics.folder import evaluate_scoremap_folder
 
 
 def _lines(path: Path) -> list[str]:

@@ -6,16 +6,17 @@ from rpsloc.logging import to_log
 
 with to_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    settings = snakemake.config["features"]
+    settings = snakemake.params.features
+    geometry = snakemake.params.geometry
     extract_shard(
         manifest=snakemake.input.manifest,
         role=snakemake.params.role,
         shard=int(snakemake.wildcards.shard),
-        shard_size=snakemake.params.shard_size,
+        shard_size=settings["shard_size"],
         backbone_config=snakemake.params.backbone,
-        image_size=snakemake.params.image_size,
-        crop_size=snakemake.params.crop_size,
-        output_stride=snakemake.params.output_stride,
+        image_size=geometry["image_size"],
+        crop_size=geometry["crop_size"],
+        output_stride=geometry["output_stride"],
         out=snakemake.output[0],
         batch_size=settings["batch_size"],
         num_workers=settings["num_workers"],

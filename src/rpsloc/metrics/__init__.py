@@ -1,13 +1,8 @@
-"""Metrics of one evaluation split's maps against its ground truth (METHOD.md section 3).
-
-Every number is labelled with the protocol that produced it:
-
-- `benchmark`: thresholds `np.arange(0, 1, interval)`, all contours, boxes clipped to W-1/H-1;
-  MaxBoxAccV2 is the mean of its MaxBoxAcc over the IoU thresholds.
-- `benchmark_largest`: the same with the largest contour only; MaxBoxAcc (v1) is its IoU-50 value.
-- `authors`: thresholds 0.01..0.99, largest contour, no clipping. The threshold is chosen on the
-  dataset's threshold split and applied to the others (see `authors_protocol`).
-"""
+"""The metrics stage: BoxAcc of one evaluation split's maps against its ground truth (METHOD.md
+section 3) under every protocol of `rpsloc.protocols`, MaxBoxAccV2, MaxBoxAcc, PxAP, pIoU and,
+with a classifier's predictions, Top-1 / Top-5 / GT-known Loc. The accumulators are
+`rpsloc.metrics.accumulators`; the benchmark's own evaluator of score-map folders is
+`rpsloc.metrics.folder`."""
 
 from __future__ import annotations
 
@@ -22,30 +17,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from rpsloc.boxes import trace_map
-from rpsloc.classifiers import top_k_loc
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.io import open_h5, read_strings, write_csv_atomic, write_json_atomic
 from rpsloc.masks import crop_mask
-from rpsloc.metrics import BoxAccuracy, PixelPrecisionRecall
+from rpsloc.metrics.accumulators import BoxAccuracy, PixelPrecisionRecall, top_k_loc
 from rpsloc.parallel import map_in_chunks
+from rpsloc.protocols import PROTOCOLS, thresholds
 from rpsloc.readers import iter_eval_shards, read_top5
 from rpsloc.scoremaps import score_map
-
-
-@dataclass(frozen=True)
-class Protocol:
-    name: str
-    multi_contour: bool
-    clip_to_image: bool
-    first_threshold: int  # index into np.arange(0, 1, interval): the authors start at 0.01
-
-
-PROTOCOLS = (
-    Protocol("benchmark", multi_contour=True, clip_to_image=True, first_threshold=0),
-    Protocol("benchmark_largest", multi_contour=False, clip_to_image=True, first_threshold=0),
-    Protocol("authors", multi_contour=False, clip_to_image=False, first_threshold=1),
-)
 
 
 @dataclass(frozen=True)
@@ -56,11 +36,6 @@ class SplitDetails:
 
     images: pd.DataFrame
     precision_recall: pd.DataFrame | None
-
-
-def thresholds(interval: float) -> np.ndarray:
-    """The benchmark's threshold grid (the exact floats of `np.arange`, as its code uses)."""
-    return np.arange(0, 1, interval)
 
 
 def evaluate_split(
@@ -308,24 +283,3 @@ def write_split_metrics(
     if curve is None:
         curve = pd.DataFrame(columns=["recall", "precision"])
     write_csv_atomic(curve, out_curve)
-
-
-def authors_protocol(threshold_split_table: pd.DataFrame, table: pd.DataFrame) -> dict[str, float]:
-    """The authors' numbers: the threshold maximising mean BoxAcc over IoUs on the threshold
-    split (largest contour, no clip, 0.01..0.99), applied to `table`'s split."""
-    chosen = _authors_rows(threshold_split_table).groupby("threshold")["box_acc"].mean()
-    threshold = float(chosen.idxmax())
-    rows = _authors_rows(table)
-    at_threshold = rows[np.isclose(rows["threshold"], threshold)]
-    result = {"authors_threshold": threshold}
-    for iou, accuracy in zip(at_threshold["iou"], at_threshold["box_acc"], strict=True):
-        result[f"authors_box_acc_{iou}"] = float(accuracy)
-    result["authors_box_acc_mean"] = float(at_threshold["box_acc"].mean())
-    return result
-
-
-def _authors_rows(table: pd.DataFrame) -> pd.DataFrame:
-    rows = table[table["protocol"] == "authors"]
-    if rows.empty:
-        raise InputError("metrics table has no 'authors' protocol rows")
-    return rows

@@ -1,0 +1,404 @@
+"""The configuration resolved once: defaults, cross-key checks and effective values.
+
+`config/config.yaml` (or the user's `--configfile`) is first validated against
+`workflow/schemas/config.schema.yaml`, which catches misspelt keys and wrong types and fills
+the schema's defaults. `resolve_settings` then turns it into typed settings: per-adapter
+defaults (METHOD.md section 1), the threshold split, the output stride each backbone really
+produces on each dataset, `weights` as a kind and a path, and every reference between sections
+checked. The workflow (`workflow/rules/common.smk`), the CLI and the tests all read these
+settings; no other module interprets the raw configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rpsloc import paths
+from rpsloc.backbones import Weights, effective_output_stride, parse_weights
+from rpsloc.backbones.checkpoints import require_checkpoint_file
+from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
+from rpsloc.datasets import adapter_of, check_dataset, manifest_settings
+from rpsloc.datasets.cifar import CIFAR
+from rpsloc.errors import InputError
+from rpsloc.pretrain import PretrainSettings
+from rpsloc.variants import Variant, parse_variant
+
+_IMAGENET = {"image_size": 256, "crop_size": 224, "output_stride": 16, "threshold_split": None}
+_FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
+_UNCROPPED = {**_IMAGENET, "image_size": 224}
+
+#: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
+#: stride; fine-grained sets at 480/448/32, the rest at ImageNet's 256/224/16 (the synthetic
+#: set and CIFAR uncropped at 224). CUB and ImageNet choose the threshold on val, as the
+#: authors do.
+PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "wsol": _IMAGENET,
+    "synthetic": _UNCROPPED,
+    "cub": {**_FINE_GRAINED, "threshold_split": "val"},
+    "ilsvrc": {**_IMAGENET, "threshold_split": "val"},
+    "openimages": _IMAGENET,
+    "cars": _FINE_GRAINED,
+    "dogs": _FINE_GRAINED,
+    "aircraft": _FINE_GRAINED,
+    **{kind: _UNCROPPED for kind in CIFAR},
+    "csv": _IMAGENET,
+}
+
+
+def adapter_defaults(adapter: str) -> dict[str, Any]:
+    """image_size, crop_size, output_stride and threshold_split (None: no default) of an
+    adapter: the protocol its dataset is evaluated with unless the configuration says
+    otherwise (METHOD.md section 1)."""
+    adapter_of({"adapter": adapter})
+    return dict(PROTOCOL_DEFAULTS[adapter])
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """`features:` how the backbone pass runs (docs/architecture.md)."""
+
+    shard_size: int
+    batch_size: int
+    num_workers: int
+    device: str
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """`evaluation:` the threshold grid's interval, the IoU thresholds and the figures' size."""
+
+    interval: float
+    iou_thresholds: tuple[int, ...]
+    overlay_images: int
+
+
+@dataclass(frozen=True)
+class ExplanationSettings:
+    """`explanations:` how many representers per test image and which selection sizes."""
+
+    top_k: int
+    selection_sizes: tuple[int, ...]
+    gallery_images: int
+
+
+@dataclass(frozen=True)
+class BackboneSettings:
+    """One entry of `backbones:`, with `weights` resolved: a `pretrain` backbone reads the
+    checkpoint the pretrain stage writes."""
+
+    name: str
+    arch: str
+    weights: Weights
+    checkpoint_format: str
+    seed: int
+    options: Mapping[str, Any]  # the arch's sizing keys (e.g. resnet_small's width, depth)
+    pretrain: Mapping[str, Any] | None = None  # the `pretrain:` block, for `weights: pretrain`
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The checkpoint file the features stage loads, or None for a random init."""
+        return None if self.weights.path is None else str(self.weights.path)
+
+    def model_config(self) -> dict[str, Any]:
+        """The entry as `rpsloc.backbones.build_backbone` reads it."""
+        weights = self.checkpoint or self.weights.kind
+        return {
+            "arch": self.arch,
+            "weights": weights,
+            "checkpoint_format": self.checkpoint_format,
+            "seed": self.seed,
+            **self.options,
+        }
+
+    def pretrain_settings(self, device: str) -> PretrainSettings:
+        """The training settings of a `weights: pretrain` backbone."""
+        if self.pretrain is None:
+            raise InputError(f"config: backbones.{self.name} has no pretrain block")
+        return PretrainSettings.from_config({**self.pretrain, "device": device})
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """One entry of `classifiers:` with its per-arch defaults (docs/classifiers.md)."""
+
+    name: str
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """One entry of `datasets:` with every default resolved."""
+
+    name: str
+    adapter: str
+    layout: Mapping[str, Any]  # only the keys that decide the manifest
+    synthetic: Mapping[str, Any] | None
+    train_split: str
+    eval_splits: tuple[str, ...]
+    threshold_split: str | None
+    image_size: int
+    crop_size: int
+    output_strides: Mapping[str, int]  # backbone -> the stride its features really have
+    backbones: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    sampling_seed: int
+    classifier: str | None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The training split, then the evaluated splits."""
+        return (self.train_split, *self.eval_splits)
+
+    @property
+    def headline_split(self) -> str | None:
+        """The split the figures and the cross-dataset table show: the last evaluated one."""
+        return self.eval_splits[-1] if self.eval_splits else None
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(variant.name for variant in self.variants)
+
+    @property
+    def pictured_variant(self) -> str:
+        """The variant the figures picture: the method's own maps when configured."""
+        return "rps" if "rps" in self.variant_names else self.variant_names[0]
+
+    @property
+    def explained(self) -> bool:
+        """Explanations exist for datasets that evaluate the method's global `w*`."""
+        return "rps" in self.variant_names and bool(self.eval_splits)
+
+    def role(self, split: str) -> str:
+        """`train` for the split `w*` comes from, `eval` for the evaluated ones."""
+        return "train" if split == self.train_split else "eval"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole resolved configuration."""
+
+    datasets: Mapping[str, DatasetSettings]
+    backbones: Mapping[str, BackboneSettings]
+    classifiers: Mapping[str, ClassifierSettings]
+    features: FeatureSettings
+    evaluation: EvaluationSettings
+    explanations: ExplanationSettings
+    pretrained: tuple[str, ...] = field(default=())  # backbones the pretrain stage trains
+
+
+def resolve_settings(config: Mapping[str, Any]) -> Settings:
+    """Typed settings of a schema-validated configuration; `InputError` naming the key of the
+    first inconsistency. Whether the checkpoint files exist is `require_checkpoint_files`."""
+    backbones = {
+        name: _backbone(name, entry, config["datasets"])
+        for name, entry in config["backbones"].items()
+    }
+    classifiers = {
+        name: _classifier(name, entry) for name, entry in config.get("classifiers", {}).items()
+    }
+    datasets = {
+        name: _dataset(name, entry, backbones, classifiers)
+        for name, entry in config["datasets"].items()
+    }
+    for dataset in datasets.values():
+        _check_transfer(dataset, datasets)
+    features = config.get("features", {})
+    evaluation = config.get("evaluation", {})
+    explanations = config.get("explanations", {})
+    return Settings(
+        datasets=datasets,
+        backbones=backbones,
+        classifiers=classifiers,
+        features=FeatureSettings(
+            shard_size=features.get("shard_size", 1000),
+            batch_size=features.get("batch_size", 32),
+            num_workers=features.get("num_workers", 4),
+            device=features.get("device", "auto"),
+        ),
+        evaluation=EvaluationSettings(
+            interval=evaluation.get("cam_curve_interval", 0.01),
+            iou_thresholds=tuple(evaluation.get("iou_thresholds", (30, 50, 70))),
+            overlay_images=evaluation.get("overlay_images", 8),
+        ),
+        explanations=ExplanationSettings(
+            top_k=explanations.get("top_k", 5),
+            selection_sizes=tuple(explanations.get("selection_sizes", ())),
+            gallery_images=explanations.get("gallery_images", 4),
+        ),
+        pretrained=tuple(
+            name for name, backbone in backbones.items() if backbone.weights.kind == "pretrain"
+        ),
+    )
+
+
+def _backbone(name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any]) -> BackboneSettings:
+    where = f"config: backbones.{name}"
+    weights = parse_weights(entry["weights"])
+    block = entry.get("pretrain")
+    if weights.kind == "pretrain":
+        if block is None:
+            raise InputError(
+                f"{where}.weights is 'pretrain' but backbones.{name}.pretrain is missing: it "
+                "says which dataset to pretrain on (docs/pretraining.md)"
+            )
+        if block["dataset"] not in datasets:
+            raise InputError(
+                f"{where}.pretrain.dataset '{block['dataset']}' is not a key of datasets "
+                f"({sorted(datasets)})"
+            )
+        weights = Weights("pretrain", paths.PRETRAIN_CHECKPOINT.format(backbone=name))
+    elif block is not None:
+        raise InputError(
+            f"{where}.pretrain is set but weights is {entry['weights']!r}: set weights to "
+            "'pretrain' to use the pretrained backbone, or remove the block"
+        )
+    options = {
+        key: value
+        for key, value in entry.items()
+        if key not in ("arch", "weights", "checkpoint_format", "seed", "pretrain")
+    }
+    return BackboneSettings(
+        name=name,
+        arch=entry["arch"],
+        weights=weights,
+        checkpoint_format=entry.get("checkpoint_format", "auto"),
+        seed=entry.get("seed", 0),
+        options=options,
+        pretrain=block,
+    )
+
+
+def require_checkpoint_files(settings: Settings) -> None:
+    """Every checkpoint file the configured datasets need exists: backbone `weights` of kind
+    `file` and their classifier's files. The workflow runs this before it builds any job, so a
+    missing file is a `CheckpointError` naming the file, its config key and who publishes the
+    format, not a failure hours later (METHOD.md 4)."""
+    for dataset in settings.datasets.values():
+        for name in dataset.backbones:
+            backbone = settings.backbones[name]
+            if backbone.weights.kind == "file":
+                require_checkpoint_file(
+                    backbone.weights.path,
+                    backbone.arch,
+                    backbone.checkpoint_format,
+                    key=f"backbones.{name}.weights",
+                )
+        if dataset.classifier is not None:
+            classifier_checkpoints(settings.classifiers[dataset.classifier])
+
+
+def classifier_checkpoints(classifier: ClassifierSettings) -> list[str]:
+    """The checkpoint files a classifier reads (weights, and a DINO linear head), each checked
+    to exist."""
+    return checkpoint_files(classifier.config, f"classifiers.{classifier.name}")
+
+
+def _classifier(name: str, entry: Mapping[str, Any]) -> ClassifierSettings:
+    where = f"classifiers.{name}"
+    try:
+        settings = classifier_settings(entry)
+    except InputError as error:
+        raise InputError(f"config: {where}: {error}") from error
+    return ClassifierSettings(name, settings)
+
+
+def _dataset(
+    name: str,
+    entry: Mapping[str, Any],
+    backbones: Mapping[str, BackboneSettings],
+    classifiers: Mapping[str, ClassifierSettings],
+) -> DatasetSettings:
+    where = f"datasets.{name}"
+    check_dataset(name, entry)
+    defaults = adapter_defaults(entry["adapter"])
+    image_size = entry.get("image_size", defaults["image_size"])
+    crop_size = entry.get("crop_size", defaults["crop_size"])
+    if crop_size > image_size:
+        raise InputError(
+            f"config: {where}.crop_size ({crop_size}) is larger than image_size ({image_size})"
+        )
+    eval_splits = tuple(entry["eval_splits"])
+    if entry["train_split"] in eval_splits:
+        raise InputError(
+            f"config: {where}.train_split '{entry['train_split']}' is also listed in "
+            "eval_splits; w* must come from images it is not tested on"
+        )
+    threshold_split = entry.get("threshold_split")
+    if threshold_split is None and defaults.get("threshold_split") in eval_splits:
+        threshold_split = defaults["threshold_split"]
+    if threshold_split is not None and threshold_split not in eval_splits:
+        raise InputError(
+            f"config: {where}.threshold_split '{threshold_split}' is not one of "
+            f"eval_splits {list(eval_splits)}"
+        )
+    for backbone in entry["backbones"]:
+        if backbone not in backbones:
+            raise InputError(
+                f"config: {where}.backbones names '{backbone}', which is not a key of "
+                f"backbones ({sorted(backbones)})"
+            )
+    classifier = entry.get("classifier")
+    if classifier is not None and classifier not in classifiers:
+        raise InputError(
+            f"config: {where}.classifier names '{classifier}', which is not a key of "
+            f"classifiers ({sorted(classifiers)})"
+        )
+    variants = tuple(_variant(name, variant, classifier) for variant in entry["variants"])
+    requested_stride = entry.get("output_stride", defaults["output_stride"])
+    strides = {
+        backbone: _stride(where, backbones[backbone], requested_stride)
+        for backbone in entry["backbones"]
+    }
+    return DatasetSettings(
+        name=name,
+        adapter=entry["adapter"],
+        layout=manifest_settings(entry),
+        synthetic=entry.get("synthetic"),
+        train_split=entry["train_split"],
+        eval_splits=eval_splits,
+        threshold_split=threshold_split,
+        image_size=image_size,
+        crop_size=crop_size,
+        output_strides=strides,
+        backbones=tuple(entry["backbones"]),
+        variants=variants,
+        sampling_seed=entry.get("sampling_seed", 0),
+        classifier=classifier,
+    )
+
+
+def _stride(where: str, backbone: BackboneSettings, requested: int) -> int:
+    try:
+        return effective_output_stride(backbone.arch, requested)
+    except InputError as error:
+        raise InputError(f"config: {where}, backbone {backbone.name}: {error}") from error
+
+
+def _variant(dataset: str, name: str, classifier: str | None) -> Variant:
+    where = f"config: datasets.{dataset}.variants '{name}'"
+    try:
+        variant = parse_variant(name)
+    except ValueError as error:
+        raise InputError(f"{where}: {error}") from error
+    if variant.class_source == "top1" and classifier is None:
+        raise InputError(f"{where} needs datasets.{dataset}.classifier (whose top-1 picks w*_k)")
+    return variant
+
+
+def _check_transfer(dataset: DatasetSettings, datasets: Mapping[str, DatasetSettings]) -> None:
+    """A transferred `w*` (`rps-from-<base>`) needs the base dataset and its backbones."""
+    for variant in dataset.variants:
+        base = variant.base_dataset
+        if base is None:
+            continue
+        where = f"config: datasets.{dataset.name}.variants '{variant.name}'"
+        if base not in datasets:
+            raise InputError(f"{where}: base dataset '{base}' is not a key of datasets")
+        missing = set(dataset.backbones) - set(datasets[base].backbones)
+        if missing:
+            raise InputError(
+                f"{where}: base dataset '{base}' does not list backbones {sorted(missing)}, so "
+                "it has no w* for them"
+            )

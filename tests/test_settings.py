@@ -1,0 +1,236 @@
+"""The configuration resolved once (rpsloc.settings): per-adapter defaults (METHOD.md section 1),
+the threshold and headline splits, each backbone's effective output stride, `weights` as a kind
+and a path, and the cross-key checks, each error naming its key."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, resolved, tiny_config
+
+from rpsloc.datasets import ADAPTERS
+from rpsloc.errors import CheckpointError, InputError
+from rpsloc.settings import PROTOCOL_DEFAULTS, adapter_defaults, require_checkpoint_files
+
+#: The configuration keys each adapter requires, with placeholder values.
+LAYOUT_KEYS = {
+    "cub": {"root": "/c", "metadata": "/m"},
+    "ilsvrc": {"root": "/i", "metadata": "/m"},
+    "openimages": {"root": "/o", "metadata": "/m"},
+    "wsol": {"images": "/i", "metadata": "/m"},
+    "csv": {"csv": "/own.csv"},
+    "cars": {"root": "/c"},
+    "dogs": {"root": "/d"},
+    "aircraft": {"root": "/a"},
+}
+
+
+def dataset_config(adapter: str, eval_splits=("test",), **keys) -> dict:
+    """The tiny configuration whose dataset `d` has another adapter (nothing is read)."""
+    config = tiny_config()
+    dataset = {
+        **config["datasets"]["tiny"],
+        "adapter": adapter,
+        **LAYOUT_KEYS.get(adapter, {}),
+        "eval_splits": list(eval_splits),
+        "variants": ["rps"],
+        "backbones": ["resnet50-random"],
+    }
+    for key in ("synthetic", "threshold_split", "image_size", "crop_size", "output_stride"):
+        dataset.pop(key, None)
+    config["datasets"] = {"d": {**dataset, **keys}}
+    return config
+
+
+def dataset(adapter: str, eval_splits=("test",), **keys):
+    return resolved(dataset_config(adapter, eval_splits, **keys)).datasets["d"]
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+@pytest.mark.parametrize("adapter", ["cub", "cars", "dogs", "aircraft"])
+def test_fine_grained_datasets_default_to_resize_480_crop_448_stride_32(adapter):
+    settings = dataset(adapter)
+    assert (settings.image_size, settings.crop_size) == (480, 448)
+    assert settings.output_strides == {"resnet50-random": 32}
+
+
+@pytest.mark.parametrize("adapter", ["ilsvrc", "openimages", "csv", "wsol"])
+def test_imagenet_and_openimages_default_to_resize_256_crop_224_stride_16(adapter):
+    settings = dataset(adapter)
+    assert (settings.image_size, settings.crop_size) == (256, 224)
+    assert settings.output_strides == {"resnet50-random": 16}
+
+
+@pytest.mark.parametrize("adapter", ["cub", "ilsvrc"])
+def test_cub_and_imagenet_choose_the_threshold_on_val_as_the_authors_do(adapter):
+    assert dataset(adapter, eval_splits=("val", "test")).threshold_split == "val"
+
+
+def test_datasets_without_a_val_split_have_no_threshold_split():
+    assert dataset("cars").threshold_split is None
+
+
+def test_values_set_in_the_config_win_over_the_defaults():
+    settings = dataset("cub", eval_splits=("val", "x"), image_size=512, threshold_split="x")
+    assert (settings.image_size, settings.crop_size, settings.threshold_split) == (512, 448, "x")
+
+
+def test_every_adapter_has_protocol_defaults():
+    assert set(PROTOCOL_DEFAULTS) == set(ADAPTERS)
+
+
+def test_adapter_defaults_give_the_evaluation_protocol_of_a_layout():
+    assert adapter_defaults("cub") == {
+        "image_size": 480,
+        "crop_size": 448,
+        "output_stride": 32,
+        "threshold_split": "val",
+    }
+    assert adapter_defaults("cifar10") == {
+        "image_size": 224,
+        "crop_size": 224,
+        "output_stride": 16,
+        "threshold_split": None,
+    }
+
+
+def test_adapter_defaults_of_an_unknown_adapter_is_an_error_naming_the_known_ones():
+    with pytest.raises(InputError, match=r"unknown adapter 'voc'; expected one of aircraft, cars"):
+        adapter_defaults("voc")
+
+
+# ----------------------------------------------------------------------------- derived values
+
+
+def test_the_headline_split_is_the_last_evaluated_split():
+    assert resolved(tiny_config()).datasets["tiny"].headline_split == "test"
+
+
+def test_a_base_dataset_has_no_headline_split():
+    assert resolved(tiny_config()).datasets["base"].headline_split is None
+
+
+def test_the_figures_picture_the_method_when_it_is_configured():
+    config = tiny_config(variants=["caam", "rps"])
+    assert resolved(config).datasets["tiny"].pictured_variant == "rps"
+
+
+def test_the_figures_picture_the_first_variant_without_the_method():
+    config = tiny_config(variants=["caam", "ddt"])
+    assert resolved(config).datasets["tiny"].pictured_variant == "caam"
+
+
+def test_the_training_split_has_the_train_role_and_the_others_eval():
+    tiny = resolved(tiny_config()).datasets["tiny"]
+    assert [tiny.role(split) for split in tiny.splits] == ["train", "eval", "eval"]
+
+
+# ----------------------------------------------------------------------------- output strides
+
+
+def test_a_vit_asked_for_another_stride_gets_its_patch_size(caplog):
+    config = tiny_config(backbones=["vit"], output_stride=16)
+    config["backbones"]["vit"] = {"arch": "vit_s8", "weights": "random"}
+    with caplog.at_level(logging.WARNING):
+        settings = resolved(config)
+    assert settings.datasets["tiny"].output_strides == {"vit": 8}
+    assert "output_stride 16 requested" in caplog.text
+
+
+@pytest.mark.parametrize(("arch", "stride"), [("vgg16", 32), ("ccam", 32)])
+def test_a_stride_the_architecture_cannot_give_is_an_error_naming_dataset_and_backbone(
+    arch, stride
+):
+    config = tiny_config(backbones=["net"], output_stride=stride)
+    config["backbones"]["net"] = {"arch": arch, "weights": "random"}
+    del config["datasets"]["base"]
+    with pytest.raises(InputError, match=rf"datasets.tiny, backbone net: .*{arch}.*{stride}"):
+        resolved(config)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_pretrained_weights_are_the_pretrain_stages_checkpoint():
+    config = tiny_config(backbones=["small"], variants=["rps"])
+    config["backbones"]["small"] = {
+        "arch": "resnet_small",
+        "weights": "pretrain",
+        "pretrain": {"dataset": "tiny"},
+    }
+    del config["datasets"]["base"]
+    settings = resolved(config)
+    small = settings.backbones["small"]
+    assert small.weights.kind == "pretrain"
+    assert small.checkpoint == "results/pretrain/small/checkpoint.pth"
+    assert settings.pretrained == ("small",)
+
+
+@pytest.mark.parametrize("weights", ["random", "none"])
+def test_random_and_none_weights_name_no_checkpoint(weights):
+    config = tiny_config()
+    config["backbones"]["fixture"]["weights"] = weights
+    assert resolved(config).backbones["fixture"].checkpoint is None
+
+
+def test_a_missing_checkpoint_file_is_an_error_naming_its_key(tmp_path):
+    config = tiny_config()
+    config["backbones"]["resnet50-random"]["weights"] = str(tmp_path / "absent.pth")
+    with pytest.raises(CheckpointError, match="backbones.resnet50-random.weights"):
+        require_checkpoint_files(resolved(config))
+
+
+# ----------------------------------------------------------------------------- cross-key checks
+
+
+def test_a_dataset_naming_an_unknown_backbone_is_an_error_naming_the_key():
+    with pytest.raises(InputError, match=r"datasets.tiny.backbones names 'other'"):
+        resolved(tiny_config(backbones=["other"]))
+
+
+def test_the_training_split_may_not_be_evaluated():
+    with pytest.raises(InputError, match=r"datasets.tiny.train_split 'train' is also listed"):
+        resolved(tiny_config(eval_splits=["train", "test"]))
+
+
+def test_a_threshold_split_that_is_not_evaluated_is_an_error():
+    with pytest.raises(InputError, match=r"threshold_split 'val' is not one of"):
+        resolved(tiny_config(eval_splits=["test"]))
+
+
+def test_a_crop_larger_than_the_image_is_an_error():
+    with pytest.raises(InputError, match=r"crop_size \(200\) is larger than image_size"):
+        resolved(tiny_config(crop_size=200))
+
+
+def test_a_transfer_from_an_unknown_dataset_is_an_error():
+    with pytest.raises(InputError, match=r"base dataset 'elsewhere' is not a key of datasets"):
+        resolved(tiny_config(variants=["rps-from-elsewhere"]))
+
+
+# ----------------------------------------------------------------------------- example configs
+
+EXAMPLES = sorted((REPO / "config" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_config_passes_the_schema_and_the_config_checks(path: Path):
+    settings = resolved(yaml.safe_load(path.read_text()))
+    assert {d.adapter for d in settings.datasets.values()} <= set(ADAPTERS)
+
+
+def test_there_is_an_example_config_for_every_real_dataset():
+    adapters = {
+        d["adapter"] for p in EXAMPLES for d in yaml.safe_load(p.read_text())["datasets"].values()
+    }
+    assert adapters == set(ADAPTERS) - {"wsol", "synthetic"}
+
+
+def test_the_demo_config_resolves():
+    settings = resolved(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    assert settings.pretrained == ("small-pretrained",)
