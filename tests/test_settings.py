@@ -22,6 +22,7 @@ LAYOUT_KEYS = {
     "openimages": {"root": "/o", "metadata": "/m"},
     "wsol": {"images": "/i", "metadata": "/m"},
     "csv": {"csv": "/own.csv"},
+    "folder": {"root": "/photos"},
     "cars": {"root": "/c"},
     "dogs": {"root": "/d"},
     "aircraft": {"root": "/a"},
@@ -78,6 +79,16 @@ def test_datasets_without_a_val_split_have_no_threshold_split():
 def test_values_set_in_the_config_win_over_the_defaults():
     settings = dataset("cub", eval_splits=("val", "x"), image_size=512, threshold_split="x")
     assert (settings.image_size, settings.crop_size, settings.threshold_split) == (512, 448, "x")
+
+
+def test_a_folder_of_photos_is_resized_to_224_without_a_crop():
+    settings = dataset("folder")
+    assert (settings.image_size, settings.crop_size) == (224, 224)
+    assert settings.output_strides == {"resnet50-random": 16}
+
+
+def test_crop_size_null_means_no_centre_crop():
+    assert dataset("cub", crop_size=None).crop_size == 480
 
 
 def test_every_adapter_has_protocol_defaults():

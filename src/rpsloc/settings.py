@@ -28,11 +28,13 @@ from rpsloc.variants import Variant, parse_variant
 _IMAGENET = {"image_size": 256, "crop_size": 224, "output_stride": 16, "threshold_split": None}
 _FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
 _UNCROPPED = {**_IMAGENET, "image_size": 224}
+_PREDICTION = {**_UNCROPPED, "crop_size": None}
 
 #: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
 #: stride; fine-grained sets at 480/448/32, the rest at ImageNet's 256/224/16 (the synthetic
 #: set and CIFAR uncropped at 224). CUB and ImageNet choose the threshold on val, as the
-#: authors do.
+#: authors do. A folder of photos is resized to 224 without a crop (`crop_size: None`), so the
+#: boxes stage sees the whole of every image (docs/boxes.md).
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "wsol": _IMAGENET,
     "synthetic": _UNCROPPED,
@@ -44,13 +46,14 @@ PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "aircraft": _FINE_GRAINED,
     **{kind: _UNCROPPED for kind in CIFAR},
     "csv": _IMAGENET,
+    "folder": _PREDICTION,
 }
 
 
 def adapter_defaults(adapter: str) -> dict[str, Any]:
-    """image_size, crop_size, output_stride and threshold_split (None: no default) of an
-    adapter: the protocol its dataset is evaluated with unless the configuration says
-    otherwise (METHOD.md section 1)."""
+    """image_size, crop_size (None: no crop), output_stride and threshold_split (None: no
+    default) of an adapter: the protocol its dataset is evaluated with unless the configuration
+    says otherwise (METHOD.md section 1)."""
     adapter_of({"adapter": adapter})
     return dict(PROTOCOL_DEFAULTS[adapter])
 
@@ -139,7 +142,7 @@ class DatasetSettings:
     eval_splits: tuple[str, ...]
     threshold_split: str | None
     image_size: int
-    crop_size: int
+    crop_size: int  # the centre crop; image_size when the configuration says `crop_size: null`
     output_strides: Mapping[str, int]  # backbone -> the stride its features really have
     backbones: tuple[str, ...]
     variants: tuple[Variant, ...]
@@ -315,6 +318,8 @@ def _dataset(
     defaults = adapter_defaults(entry["adapter"])
     image_size = entry.get("image_size", defaults["image_size"])
     crop_size = entry.get("crop_size", defaults["crop_size"])
+    if crop_size is None:  # no centre crop: the whole resized image
+        crop_size = image_size
     if crop_size > image_size:
         raise InputError(
             f"config: {where}.crop_size ({crop_size}) is larger than image_size ({image_size})"

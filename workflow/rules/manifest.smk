@@ -10,6 +10,7 @@ checkpoint manifest:
     params:
         dataset=lambda wildcards: get_dataset(wildcards).layout,
         work_dir=lambda wildcards: f"{paths.RESULTS}/{wildcards.dataset}",
+        evaluated=lambda wildcards: wildcards.split in get_dataset(wildcards).eval_splits,
     conda:
         "../envs/rpsloc.yaml"
     log:
