@@ -245,3 +245,39 @@ def test_there_is_an_example_config_for_every_real_dataset():
 def test_the_demo_config_resolves():
     settings = resolved(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert settings.pretrained == ("small-pretrained",)
+
+
+# ----------------------------------------------------------------------------- box thresholds
+
+
+def box_rule(threshold, labelled, threshold_split="val", split="test"):
+    config = dataset_config("cub", eval_splits=("val", "test"), threshold_split=threshold_split)
+    config["boxes"] = {"threshold": threshold}
+    settings = resolved(config)
+    return settings.boxes.threshold_rule(settings.datasets["d"], split, labelled)
+
+
+def test_an_auto_box_threshold_is_chosen_on_the_threshold_split_when_it_has_ground_truth():
+    rule = box_rule("auto", labelled=("val", "test"))
+    assert rule == {"rule": "labelled", "split": "val", "protocol": "benchmark"}
+
+
+def test_an_auto_box_threshold_without_ground_truth_is_otsus():
+    assert box_rule("auto", labelled=()) == {"rule": "otsu"}
+
+
+def test_a_labelled_box_threshold_without_ground_truth_is_an_error_naming_the_key():
+    with pytest.raises(InputError, match=r"boxes.threshold is 'labelled', but split 'val'"):
+        box_rule("labelled", labelled=("test",))
+
+
+def test_a_fixed_box_threshold_is_used_as_it_is():
+    assert box_rule(0.35, labelled=("val",)) == {"rule": "fixed", "value": 0.35}
+
+
+@pytest.mark.parametrize(("variants", "expected"), [("method", ("rps",)), ("all", ("caam", "rps"))])
+def test_a_dataset_target_writes_the_boxes_of_the_method_or_of_every_variant(variants, expected):
+    config = dataset_config("cub", variants=["caam", "rps"])
+    config["boxes"] = {"variants": variants}
+    settings = resolved(config)
+    assert settings.boxes.variants_of(settings.datasets["d"]) == expected

@@ -7,7 +7,8 @@
   dataset's threshold split and applied to the others (`authors_protocol`).
 
 The metrics stage evaluates each split under every protocol; the summary applies the authors'
-cross-split threshold choice to the metrics tables.
+cross-split threshold choice to the metrics tables, and the boxes stage makes the same choice
+(`chosen_threshold`, under either protocol) for the boxes it hands out (docs/boxes.md).
 """
 
 from __future__ import annotations
@@ -40,12 +41,19 @@ def thresholds(interval: float) -> np.ndarray:
     return np.arange(0, 1, interval)
 
 
+def chosen_threshold(table: pd.DataFrame, protocol: str) -> float:
+    """A protocol's threshold choice on a labelled split: the threshold of `table` (a metrics
+    BoxAcc table) maximising the mean BoxAcc over the IoUs of `protocol`'s rows; ties go to
+    the lowest threshold. With `authors` it is the authors' choice on their threshold split."""
+    means = _protocol_rows(table, protocol).groupby("threshold")["box_acc"].mean()
+    return float(means.idxmax())
+
+
 def authors_protocol(threshold_split_table: pd.DataFrame, table: pd.DataFrame) -> dict[str, float]:
     """The authors' numbers: the threshold maximising mean BoxAcc over IoUs on the threshold
     split (largest contour, no clip, 0.01..0.99), applied to `table`'s split."""
-    chosen = _authors_rows(threshold_split_table).groupby("threshold")["box_acc"].mean()
-    threshold = float(chosen.idxmax())
-    rows = _authors_rows(table)
+    threshold = chosen_threshold(threshold_split_table, "authors")
+    rows = _protocol_rows(table, "authors")
     at_threshold = rows[np.isclose(rows["threshold"], threshold)]
     result = {"authors_threshold": threshold}
     for iou, accuracy in zip(at_threshold["iou"], at_threshold["box_acc"], strict=True):
@@ -54,8 +62,8 @@ def authors_protocol(threshold_split_table: pd.DataFrame, table: pd.DataFrame) -
     return result
 
 
-def _authors_rows(table: pd.DataFrame) -> pd.DataFrame:
-    rows = table[table["protocol"] == "authors"]
+def _protocol_rows(table: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    rows = table[table["protocol"] == protocol]
     if rows.empty:
-        raise InputError("metrics table has no 'authors' protocol rows")
+        raise InputError(f"metrics table has no {protocol!r} protocol rows")
     return rows

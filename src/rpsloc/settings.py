@@ -11,7 +11,7 @@ settings; no other module interprets the raw configuration.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,50 @@ class EvaluationSettings:
     interval: float
     iou_thresholds: tuple[int, ...]
     overlay_images: int
+
+
+#: The box-threshold rules of `boxes.threshold` besides a number (docs/boxes.md).
+THRESHOLD_RULES = ("auto", "labelled", "otsu")
+
+
+@dataclass(frozen=True)
+class BoxSettings:
+    """`boxes:` how the boxes stage thresholds each map: the threshold rule (a rule name of
+    THRESHOLD_RULES or a fixed number), the protocol whose BoxAcc a labelled choice maximises,
+    the smallest box kept (a fraction of the map's pixels), whether masks are written, and
+    whose boxes a dataset's target writes (`method`: its pictured variant's; `all`)."""
+
+    threshold: str | float
+    protocol: str
+    min_area: float
+    masks: bool
+    variants: str = "method"
+
+    def variants_of(self, dataset: DatasetSettings) -> tuple[str, ...]:
+        """The map variants of a dataset whose boxes its target writes."""
+        return dataset.variant_names if self.variants == "all" else (dataset.pictured_variant,)
+
+    def threshold_rule(
+        self, dataset: DatasetSettings, split: str, labelled: Collection[str]
+    ) -> dict[str, Any]:
+        """How the boxes of `split` get their threshold, as the boxes stage reads it:
+        `{"rule": "fixed", "value": t}`, `{"rule": "otsu"}` (no ground truth needed) or
+        `{"rule": "labelled", "split": s, "protocol": p}`, s being the dataset's threshold
+        split, else `split` itself. `labelled` names the splits with ground truth; `auto` is
+        `labelled` when s is one of them, else `otsu` (docs/boxes.md)."""
+        if not isinstance(self.threshold, str):
+            return {"rule": "fixed", "value": float(self.threshold)}
+        if self.threshold == "otsu":
+            return {"rule": "otsu"}
+        source = dataset.threshold_split or split
+        if source in labelled:
+            return {"rule": "labelled", "split": source, "protocol": self.protocol}
+        if self.threshold == "labelled":
+            raise InputError(
+                f"config: boxes.threshold is 'labelled', but split {source!r} of dataset "
+                f"{dataset.name!r} has no ground truth to choose it on; set a number or 'otsu'"
+            )
+        return {"rule": "otsu"}
 
 
 @dataclass(frozen=True)
@@ -188,6 +232,7 @@ class Settings:
     features: FeatureSettings
     evaluation: EvaluationSettings
     explanations: ExplanationSettings
+    boxes: BoxSettings
     pretrained: tuple[str, ...] = field(default=())  # backbones the pretrain stage trains
 
 
@@ -210,6 +255,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
     features = config.get("features", {})
     evaluation = config.get("evaluation", {})
     explanations = config.get("explanations", {})
+    boxes = config.get("boxes", {})
     return Settings(
         datasets=datasets,
         backbones=backbones,
@@ -229,6 +275,13 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             top_k=explanations.get("top_k", 5),
             selection_sizes=tuple(explanations.get("selection_sizes", ())),
             gallery_images=explanations.get("gallery_images", 4),
+        ),
+        boxes=BoxSettings(
+            threshold=boxes.get("threshold", "auto"),
+            protocol=boxes.get("protocol", "benchmark"),
+            min_area=boxes.get("min_area", 0.005),
+            masks=boxes.get("masks", False),
+            variants=boxes.get("variants", "method"),
         ),
         pretrained=tuple(
             name for name, backbone in backbones.items() if backbone.weights.kind == "pretrain"
