@@ -383,11 +383,22 @@ def test_a_labelled_threshold_is_the_protocols_choice_in_the_metrics_table(tmp_p
     maps = MapsFile(tmp_path / "maps.h5", [], np.zeros(0), np.zeros((0, 2, 2)), {})
     chosen = {
         protocol: box_threshold(
-            {"rule": "labelled", "split": "val", "protocol": protocol}, maps, tmp_path / "val.csv"
+            {"rule": "labelled", "split": "val", "protocol": protocol, "interval": 0.01},
+            maps,
+            tmp_path / "val.csv",
         )["value"]
         for protocol in ("benchmark", "authors")
     }
     assert chosen == {"benchmark": 0.2, "authors": 0.4}
+
+
+def test_a_labelled_threshold_is_the_exact_float_of_the_grid_not_the_tables_rounding(tmp_path):
+    table = boxacc_table("benchmark", 0.3).replace({"threshold": {0.3: 0.35}})
+    table.to_csv(tmp_path / "val.csv", index=False)
+    maps = MapsFile(tmp_path / "maps.h5", [], np.zeros(0), np.zeros((0, 2, 2)), {})
+    rule = {"rule": "labelled", "split": "val", "protocol": "benchmark", "interval": 0.01}
+    value = box_threshold(rule, maps, tmp_path / "val.csv")["value"]
+    assert value == np.arange(0, 1, 0.01)[35] != 0.35
 
 
 def test_a_tie_between_thresholds_goes_to_the_lowest():

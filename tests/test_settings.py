@@ -259,7 +259,7 @@ def box_rule(threshold, labelled, threshold_split="val", split="test"):
 
 def test_an_auto_box_threshold_is_chosen_on_the_threshold_split_when_it_has_ground_truth():
     rule = box_rule("auto", labelled=("val", "test"))
-    assert rule == {"rule": "labelled", "split": "val", "protocol": "benchmark"}
+    assert rule == {"rule": "labelled", "split": "val", "protocol": "benchmark", "interval": 0.01}
 
 
 def test_an_auto_box_threshold_without_ground_truth_is_otsus():

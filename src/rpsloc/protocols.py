@@ -41,6 +41,24 @@ def thresholds(interval: float) -> np.ndarray:
     return np.arange(0, 1, interval)
 
 
+def protocol_thresholds(protocol: str, interval: float) -> np.ndarray:
+    """The exact floats of a protocol's threshold grid, as its evaluation cut the maps."""
+    (found,) = [entry for entry in PROTOCOLS if entry.name == protocol]
+    return thresholds(interval)[found.first_threshold :]
+
+
+def on_grid(threshold: float, grid: np.ndarray) -> float:
+    """The grid's exact float that a BoxAcc table's rounded `threshold` stands for: a map cut
+    again at the rounded value can give another `int(tau * peak)` (METHOD.md section 3)."""
+    position = int(np.argmin(np.abs(grid - threshold)))
+    if abs(grid[position] - threshold) > 1e-6:
+        raise InputError(
+            f"threshold {threshold} is not on the threshold grid {grid[0]}..{grid[-1]} "
+            f"({len(grid)} values): the BoxAcc table comes from another cam_curve_interval"
+        )
+    return float(grid[position])
+
+
 def chosen_threshold(table: pd.DataFrame, protocol: str) -> float:
     """A protocol's threshold choice on a labelled split: the threshold of `table` (a metrics
     BoxAcc table) maximising the mean BoxAcc over the IoUs of `protocol`'s rows; ties go to

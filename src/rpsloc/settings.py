@@ -86,13 +86,15 @@ class BoxSettings:
     """`boxes:` how the boxes stage thresholds each map: the threshold rule (a rule name of
     THRESHOLD_RULES or a fixed number), the protocol whose BoxAcc a labelled choice maximises,
     the smallest box kept (a fraction of the map's pixels), whether masks are written, and
-    whose boxes a dataset's target writes (`method`: its pictured variant's; `all`)."""
+    whose boxes a dataset's target writes (`method`: its pictured variant's; `all`), and the
+    metrics' threshold interval, whose grid a labelled threshold is one of."""
 
     threshold: str | float
     protocol: str
     min_area: float
     masks: bool
     variants: str = "method"
+    interval: float = 0.01
 
     def variants_of(self, dataset: DatasetSettings) -> tuple[str, ...]:
         """The map variants of a dataset whose boxes its target writes."""
@@ -103,16 +105,22 @@ class BoxSettings:
     ) -> dict[str, Any]:
         """How the boxes of `split` get their threshold, as the boxes stage reads it:
         `{"rule": "fixed", "value": t}`, `{"rule": "otsu"}` (no ground truth needed) or
-        `{"rule": "labelled", "split": s, "protocol": p}`, s being the dataset's threshold
-        split, else `split` itself. `labelled` names the splits with ground truth; `auto` is
-        `labelled` when s is one of them, else `otsu` (docs/boxes.md)."""
+        `{"rule": "labelled", "split": s, "protocol": p, "interval": i}`, s being the dataset's
+        threshold split, else `split` itself, i the metrics' grid interval. `labelled` names the
+        splits with ground truth; `auto` is `labelled` when s is one of them, else `otsu`
+        (docs/boxes.md)."""
         if not isinstance(self.threshold, str):
             return {"rule": "fixed", "value": float(self.threshold)}
         if self.threshold == "otsu":
             return {"rule": "otsu"}
         source = dataset.threshold_split or split
         if source in labelled:
-            return {"rule": "labelled", "split": source, "protocol": self.protocol}
+            return {
+                "rule": "labelled",
+                "split": source,
+                "protocol": self.protocol,
+                "interval": self.interval,
+            }
         if self.threshold == "labelled":
             raise InputError(
                 f"config: boxes.threshold is 'labelled', but split {source!r} of dataset "
@@ -282,6 +290,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             min_area=boxes.get("min_area", 0.005),
             masks=boxes.get("masks", False),
             variants=boxes.get("variants", "method"),
+            interval=evaluation.get("cam_curve_interval", 0.01),
         ),
         pretrained=tuple(
             name for name, backbone in backbones.items() if backbone.weights.kind == "pretrain"

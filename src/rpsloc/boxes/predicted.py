@@ -35,7 +35,7 @@ from rpsloc.boxes.coco import coco_file
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.io import atomic_path, write_csv_atomic, write_json_atomic
-from rpsloc.protocols import chosen_threshold
+from rpsloc.protocols import chosen_threshold, on_grid, protocol_thresholds
 from rpsloc.readers import MapsFile, read_box_accuracy, read_box_threshold, read_maps
 from rpsloc.scoremaps import score_map
 from rpsloc.transforms import boxes_from_crop, mask_from_crop
@@ -121,14 +121,16 @@ def box_threshold(
 ) -> dict[str, Any]:
     """The threshold of a split's boxes by its rule (`BoxSettings.threshold_rule`): `fixed`
     (its value), `labelled` (the threshold `protocols.chosen_threshold` picks in the metrics
-    BoxAcc `table` of the rule's split) or `otsu` (of these maps); the rule with its value."""
+    BoxAcc `table` of the rule's split, as the exact float of the protocol's grid) or `otsu`
+    (of these maps); the rule with its value."""
     name = rule["rule"]
     if name == "fixed":
         value = float(rule["value"])
     elif name == "labelled":
         if table is None:
             raise ValueError(f"threshold rule {dict(rule)}: needs a labelled split's BoxAcc table")
-        value = chosen_threshold(read_box_accuracy(table), rule["protocol"])
+        chosen = chosen_threshold(read_box_accuracy(table), rule["protocol"])
+        value = on_grid(chosen, protocol_thresholds(rule["protocol"], rule["interval"]))
     elif name == "otsu":
         crop_size = int(maps.attrs["crop_size"])
         value = otsu_threshold(score_map(activation, crop_size) for activation in maps.maps)
