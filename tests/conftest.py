@@ -90,6 +90,7 @@ def tiny_config(**dataset_overrides) -> dict:
         "threshold_split": "val",
         "image_size": 128,
         "crop_size": 112,
+        "train_image_size": 112,
         "output_stride": 16,
         "backbones": ["fixture", "resnet50-random"],
         "variants": [

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from rpsloc.backbones.resnet import ccam_resnet50, resnet50, resnet_small
-from rpsloc.backbones.vgg import VGG16
+from rpsloc.backbones.vgg import vgg16, vgg16_bn
 from rpsloc.backbones.vit import dino_vit
 from rpsloc.errors import InputError
 
@@ -107,7 +107,8 @@ BUILT_IN: dict[str, Architecture] = {
     "resnet50": Architecture(resnet50, (32, 16, 8)),
     "ccam": Architecture(ccam_resnet50, (16, 8)),
     "resnet_small": Architecture(resnet_small, (32, 16, 8), options=("width", "depth")),
-    "vgg16": Architecture(VGG16, (8,)),
+    "vgg16": Architecture(vgg16, (8,)),
+    "vgg16_bn": Architecture(vgg16_bn, (8,)),
     "vit_s16": _dino_vit("vit_s16", 16, 384, 6),
     "vit_s8": _dino_vit("vit_s8", 8, 384, 6),
     "vit_b16": _dino_vit("vit_b16", 16, 768, 12),
