@@ -362,19 +362,23 @@ def test_otsus_threshold_separates_a_two_level_split():
 
 
 def boxacc_table(protocol: str, peaks_at: float) -> pd.DataFrame:
-    """A metrics BoxAcc table whose `protocol` rows peak (mean over IoUs) at `peaks_at`."""
-    return pd.DataFrame(
-        [
-            {
-                "protocol": protocol,
-                "iou": iou,
-                "threshold": tau,
-                "box_acc": 90.0 - 100 * abs(tau - peaks_at) - iou / 10,
-            }
-            for tau in (0.1, 0.2, 0.3, 0.4)
-            for iou in (30, 50, 70)
-        ]
-    )
+    """A metrics BoxAcc table of 100 images whose `protocol` rows peak (mean over IoUs) at
+    `peaks_at`."""
+    rows = []
+    for tau in (0.1, 0.2, 0.3, 0.4):
+        for iou in (30, 50, 70):
+            correct = round(90 - 100 * abs(tau - peaks_at) - iou / 10)
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "iou": iou,
+                    "threshold": tau,
+                    "box_acc": float(correct),
+                    "n_correct": correct,
+                    "n_images": 100,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def test_a_labelled_threshold_is_the_protocols_choice_in_the_metrics_table(tmp_path):

@@ -93,7 +93,8 @@ class Localizer:
 
     `backbone` is a backbone entry of the configuration (`{"arch": "resnet50", "weights":
     "moco_v2.pth"}`; README "Backbones and checkpoints"); `crop_size=None` resizes to
-    `image_size` without a centre crop, so every box can reach every part of the image;
+    `image_size` without a centre crop, so every box can reach every part of the image; the
+    training images are resized to `train_image_size` without a crop, as the authors' are;
     `threshold` and `min_area` are the `boxes:` settings (docs/boxes.md); `workdir` holds every
     stage file (a new temporary folder when None). `progress` shows a progress bar per call.
     """
@@ -104,6 +105,7 @@ class Localizer:
         image_size: int = 224,
         crop_size: int | None = None,
         output_stride: int = 16,
+        train_image_size: int = 224,
         threshold: str | float = "auto",
         min_area: float = 0.005,
         device: str = "auto",
@@ -124,6 +126,7 @@ class Localizer:
                     "eval_splits": [PREDICTED_SPLIT],
                     "image_size": image_size,
                     "crop_size": crop_size,
+                    "train_image_size": train_image_size,
                     "output_stride": output_stride,
                     "on_bad_image": on_bad_image,
                     "backbones": [self.name],
@@ -172,6 +175,8 @@ class Localizer:
 
     def predict(self, images: Images, split: str = PREDICTED_SPLIT) -> Prediction:
         """The boxes, maps and scores of images (a folder or files), as the split `split`."""
+        if split == TRAIN_SPLIT:
+            raise InputError(f"Localizer.predict: {TRAIN_SPLIT!r} names the training images")
         representer = self._fitted()
         names = self._names(split)
         files = {
@@ -263,6 +268,7 @@ class Localizer:
         manifest = self._path(paths.MANIFEST, dataset=DATASET, split=split)
         step("manifest", [], [], lambda: self._write_manifest(images, split, manifest))
         shards = self._shards(split)
+        image_size, crop_size = self.dataset.geometry(split)
         step.expect(len(shards))
         for index, shard in enumerate(shards):
             step(
@@ -275,8 +281,8 @@ class Localizer:
                     index,
                     self.shard_size,
                     self.model,
-                    self.dataset.image_size,
-                    self.dataset.crop_size,
+                    image_size,
+                    crop_size,
                     self.dataset.output_strides[self.name],
                     shard,
                     batch_size=self.batch_size,
@@ -309,11 +315,12 @@ class Localizer:
 
     def _check_shards(self, shards: Sequence[Path]) -> None:
         """Existing shards must be training shards of this backbone's geometry."""
+        image_size, crop_size = self.dataset.geometry(TRAIN_SPLIT)
         expected = {
             "role": TRAIN_ROLE,
             "backbone_arch": self.model["arch"],
-            "image_size": self.dataset.image_size,
-            "crop_size": self.dataset.crop_size,
+            "image_size": image_size,
+            "crop_size": crop_size,
             "output_stride": self.dataset.output_strides[self.name],
         }
         for shard in shards:
@@ -332,6 +339,7 @@ class Localizer:
             "checkpoint": _file_stamp(self.checkpoint) if self.checkpoint else None,
             "image_size": self.dataset.image_size,
             "crop_size": self.dataset.crop_size,
+            "train_image_size": self.dataset.train_image_size,
             "output_stride": self.dataset.output_strides[self.name],
             "shard_size": self.shard_size,
         }

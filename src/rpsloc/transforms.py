@@ -1,6 +1,6 @@
-"""Image and box preprocessing: RGB loading, resize + centre crop, boxes and masks to crop
-coordinates (METHOD.md section 1, docs/architecture.md "Images"), and predicted boxes and masks
-back to the original image (docs/boxes.md)."""
+"""Image and box preprocessing: RGB loading, resize + centre crop, boxes to crop coordinates
+(METHOD.md section 1, docs/architecture.md "Images"), and predicted boxes and masks back to the
+original image (docs/boxes.md); ground-truth masks are rpsloc.masks'."""
 
 from __future__ import annotations
 
@@ -153,30 +153,6 @@ def mask_from_crop(mask: np.ndarray, width: int, height: int, size: int) -> np.n
     resized[offset : offset + crop, offset : offset + crop] = np.asarray(mask, dtype=bool)
     original = Image.fromarray(resized * 255).resize((width, height), Image.NEAREST)
     return np.asarray(original) > 0
-
-
-def mask_to_crop(mask: np.ndarray, size: int, crop: int) -> np.ndarray:
-    """Resize a (H, W) mask like the image (bilinear), centre crop, binarise at >= 0.5; a
-    (crop, crop) bool array (METHOD.md sections 1 and 3).
-
-    Values are foreground fractions: floats in [0, 1] (soft masks such as CUB's segmentations,
-    whose grey levels count annotators, stay soft until the threshold), bools as 0/1, uint8 as
-    value / 255 (so 255 is foreground like 1). Split an ignore value off before calling.
-    """
-    array = np.asarray(mask)
-    if array.ndim != 2:
-        raise ValueError(f"expected a (H, W) mask, found shape {array.shape}")
-    values = array.astype(np.float32)
-    if array.dtype == np.uint8:
-        values /= 255.0
-    if values.size and (values.min() < 0 or values.max() > 1):
-        raise ValueError(
-            f"expected mask values in [0, 1] (or uint8), found [{values.min()}, {values.max()}]"
-        )
-    offset = center_crop_offset(size, crop)
-    resized = Image.fromarray(values).resize((size, size), Image.BILINEAR)
-    cropped = resized.crop((offset, offset, offset + crop, offset + crop))
-    return np.asarray(cropped, dtype=np.float32) >= 0.5
 
 
 class PreprocessedImages(torch.utils.data.Dataset):

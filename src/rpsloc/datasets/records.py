@@ -24,6 +24,7 @@ MANIFEST_COLUMNS = (
     "boxes",
     "mask_paths",
     "ignore_path",
+    "box_origin",
 )
 
 
@@ -31,8 +32,11 @@ MANIFEST_COLUMNS = (
 class ImageRecord:
     """One image of a split: where it is, its size, class and ground truth in original pixels.
 
-    `boxes` is a read-only (k, 4) int64 array `x0, y0, x1, y1` (x1, y1 inclusive); `label` is
-    0-based, -1 when unknown. Records compare equal when every field is equal (boxes by value).
+    `boxes` is a read-only (k, 4) int64 array `x0, y0, x1, y1` (x1, y1 inclusive), 0-based;
+    `box_origin` is where the annotation's own coordinates start (1 for the MATLAB-born
+    Stanford Cars, Dogs and FGVC-Aircraft files), so `boxes + box_origin` are the values as
+    published, which the authors' code uses unshifted. `label` is 0-based, -1 when unknown.
+    Records compare equal when every field is equal (boxes by value).
     """
 
     image_id: str
@@ -43,6 +47,7 @@ class ImageRecord:
     boxes: np.ndarray
     mask_paths: tuple[Path, ...] = ()
     ignore_path: Path | None = None
+    box_origin: int = 0
 
     def __post_init__(self) -> None:
         boxes = np.array(self.boxes, dtype=np.int64)
@@ -72,7 +77,13 @@ class ImageRecord:
             self.label,
             self.mask_paths,
             self.ignore_path,
+            self.box_origin,
         )
+
+    @property
+    def native_boxes(self) -> np.ndarray:
+        """The boxes in the annotation's own coordinates (`boxes + box_origin`)."""
+        return self.boxes + self.box_origin
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ImageRecord):
@@ -113,6 +124,7 @@ def _manifest_row(record: ImageRecord) -> list[str]:
         boxes,
         ";".join(str(p.absolute()) for p in record.mask_paths),
         "" if record.ignore_path is None else str(record.ignore_path.absolute()),
+        str(int(record.box_origin)),
     ]
 
 
@@ -140,7 +152,7 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                 raise InputError(
                     f"{where}: expected {len(MANIFEST_COLUMNS)} fields, found {len(row)}"
                 )
-            image_id, image_path, width, height, label, boxes, masks, ignore = row
+            image_id, image_path, width, height, label, boxes, masks, ignore, origin = row
             if not image_id:
                 raise InputError(f"{where}: empty image_id")
             if image_id in seen:
@@ -156,6 +168,7 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                     boxes=_parse_manifest_boxes(boxes, where),
                     mask_paths=tuple(Path(p) for p in masks.split(";")) if masks else (),
                     ignore_path=Path(ignore) if ignore else None,
+                    box_origin=_parse_int(origin, "box_origin", where, minimum=0),
                 )
             )
     return records
