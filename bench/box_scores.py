@@ -159,8 +159,10 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 def objectness_row(root: Path, backbone: str) -> dict:
     images = pd.read_csv(files(root, "photos", backbone, "photos")["images"])
     truth = pd.read_csv(root / "photos" / "dataset.csv")
-    truth = truth[truth.split == "photos"].groupby("image_path")["x0"].apply(
-        lambda boxes: boxes.notna().any()
+    truth = (
+        truth[truth.split == "photos"]
+        .groupby("image_path")["x0"]
+        .apply(lambda boxes: boxes.notna().any())
     )
     has_object = truth.loc[images["image_id"]].to_numpy()
     scores = images["objectness"].to_numpy()
