@@ -33,7 +33,7 @@ from rpsloc.boxes.predicted import (
     otsu_threshold,
 )
 from rpsloc.errors import InputError
-from rpsloc.protocols import chosen_threshold
+from rpsloc.protocols import AUTHORS_THRESHOLDS, chosen_threshold
 from rpsloc.readers import MapsFile
 from rpsloc.scoremaps import score_map
 
@@ -403,6 +403,14 @@ def test_a_labelled_threshold_is_the_exact_float_of_the_grid_not_the_tables_roun
     rule = {"rule": "labelled", "split": "val", "protocol": "benchmark", "interval": 0.01}
     value = box_threshold(rule, maps, tmp_path / "val.csv")["value"]
     assert value == np.arange(0, 1, 0.01)[35] != 0.35
+
+
+def test_an_authors_labelled_threshold_is_the_exact_float_of_the_authors_grid(tmp_path):
+    boxacc_table("authors", 0.1).to_csv(tmp_path / "val.csv", index=False)
+    maps = MapsFile(tmp_path / "maps.h5", [], np.zeros(0), np.zeros((0, 2, 2)), {})
+    rule = {"rule": "labelled", "split": "val", "protocol": "authors", "interval": 0.01}
+    value = box_threshold(rule, maps, tmp_path / "val.csv")["value"]
+    assert value == AUTHORS_THRESHOLDS[9] != 0.1
 
 
 def test_a_tie_between_thresholds_goes_to_the_lowest():
