@@ -15,6 +15,7 @@ from rpsloc import paths
 from rpsloc.api import Localizer
 from rpsloc.backbones import build_backbone
 from rpsloc.errors import InputError
+from rpsloc.io import read_attrs
 from rpsloc.synthetic import generate_synthetic_folder
 
 FIXTURE = {"arch": "fixture-colourfulness", "weights": "none"}
@@ -73,3 +74,17 @@ def test_a_labelled_threshold_needs_ground_truth_the_api_does_not_have(tmp_path)
     localizer.fit(tmp_path / "photos")
     with pytest.raises(InputError, match="has no ground truth to choose it on"):
         localizer.predict(tmp_path / "photos")
+
+
+def test_training_images_are_resized_to_the_training_size_without_a_crop(tmp_path):
+    generate_synthetic_folder(tmp_path / "photos", {"mine": 2}, empty=0, max_side=64)
+    localizer = Localizer(
+        FIXTURE, image_size=96, crop_size=80, train_image_size=64, device="cpu", workdir=tmp_path
+    )
+    localizer.fit(tmp_path / "photos").predict(tmp_path / "photos")
+    geometry = {
+        split: (attrs["image_size"], attrs["crop_size"])
+        for split in ("train", "predicted")
+        for attrs in [read_attrs(next((tmp_path / "results").rglob(f"{split}/shard-0.h5")))]
+    }
+    assert geometry == {"train": (64, 64), "predicted": (96, 80)}

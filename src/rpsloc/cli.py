@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         "--crop-size", type=int, default=None, help="centre crop (default: none, the whole image)"
     )
     localize.add_argument("--output-stride", type=int, default=16)
+    localize.add_argument(
+        "--train-image-size", type=int, default=224, help="training images for w* (no crop)"
+    )
     localize.add_argument("--masks", action="store_true", help="also write binary mask PNGs")
     localize.add_argument("--overlays", type=int, default=8, help="images in the figures")
     localize.add_argument("--device", default="auto")
@@ -272,6 +275,7 @@ def _localize(arguments: argparse.Namespace) -> int:
         image_size=arguments.image_size,
         crop_size=arguments.crop_size,
         output_stride=arguments.output_stride,
+        train_image_size=arguments.train_image_size,
         masks=arguments.masks,
         overlays=arguments.overlays,
         device=arguments.device,
