@@ -351,6 +351,7 @@ def _dataset(
         backbone: _stride(where, backbones[backbone], requested_stride)
         for backbone in entry["backbones"]
     }
+    _check_variants_and_geometry(where, entry["variants"], crop_size, strides)
     return DatasetSettings(
         name=name,
         adapter=entry["adapter"],
@@ -367,6 +368,29 @@ def _dataset(
         sampling_seed=entry.get("sampling_seed", 0),
         classifier=classifier,
     )
+
+
+def _check_variants_and_geometry(
+    where: str, variants: list[str], crop_size: int, strides: Mapping[str, int]
+) -> None:
+    """Each variant listed once (one summary row each), and a crop that spans at least two
+    feature cells across for every backbone: a one-cell map is constant, normalises to zeros
+    and finds no box, so it would score 0.0 instead of failing."""
+    first: dict[str, int] = {}
+    for position, variant in enumerate(variants, start=1):
+        if variant in first:
+            raise InputError(
+                f"config: {where}.variants lists {variant!r} twice (entries {first[variant]} "
+                f"and {position}); each variant is one row of the summary"
+            )
+        first[variant] = position
+    for backbone, stride in strides.items():
+        if crop_size < 2 * stride:
+            raise InputError(
+                f"config: {where}.crop_size {crop_size} gives backbone {backbone} (output "
+                f"stride {stride}) a feature map of one cell across, whose activation map is "
+                f"constant and finds no box; expected crop_size >= {2 * stride}"
+            )
 
 
 def _stride(where: str, backbone: BackboneSettings, requested: int) -> int:
