@@ -178,6 +178,15 @@ def test_random_and_none_weights_name_no_checkpoint(weights):
     assert resolved(config).backbones["fixture"].checkpoint is None
 
 
+def test_the_checkpoint_size_limit_reaches_the_backbones_that_read_a_checkpoint():
+    config = tiny_config()
+    config["backbones"]["resnet50-random"]["weights"] = "/data/moco.pth.tar"
+    config["checkpoints"] = {"max_size_gb": 3.5}
+    backbones = resolved(config).backbones
+    assert backbones["resnet50-random"].model_config()["max_checkpoint_bytes"] == 3_500_000_000
+    assert "max_checkpoint_bytes" not in backbones["fixture"].model_config()  # a random init
+
+
 def test_a_missing_checkpoint_file_is_an_error_naming_its_key(tmp_path):
     config = tiny_config()
     config["backbones"]["resnet50-random"]["weights"] = str(tmp_path / "absent.pth")

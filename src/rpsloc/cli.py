@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--backbone", required=True, help="architecture, e.g. resnet50")
     check.add_argument("--checkpoint", type=Path, required=True)
     check.add_argument("--format", default="auto", help="checkpoint format (default: detect)")
+    check.add_argument(
+        "--max-size-gb",
+        type=float,
+        default=None,
+        help="refuse a file holding more than this uncompressed (default: 2, as the workflow)",
+    )
     check.set_defaults(run=_weights_check)
 
     summary = commands.add_parser("summary", help="print a dataset's summary table")
@@ -171,9 +177,12 @@ def _evaluate(arguments: argparse.Namespace) -> int:
 
 
 def _weights_check(arguments: argparse.Namespace) -> int:
-    from rpsloc.backbones.checkpoints import check_checkpoint
+    from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, check_checkpoint
 
-    report = check_checkpoint(arguments.checkpoint, arguments.backbone, arguments.format)
+    limit = DEFAULT_MAX_BYTES if arguments.max_size_gb is None else arguments.max_size_gb * 1e9
+    report = check_checkpoint(
+        arguments.checkpoint, arguments.backbone, arguments.format, max_bytes=round(limit)
+    )
     print(report.summary())
     return 0
 

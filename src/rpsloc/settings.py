@@ -17,7 +17,7 @@ from typing import Any
 
 from rpsloc import paths
 from rpsloc.backbones import Weights, effective_output_stride, parse_weights
-from rpsloc.backbones.checkpoints import require_checkpoint_file
+from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, require_checkpoint_file
 from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import adapter_of, check_dataset, manifest_settings
 from rpsloc.datasets.cifar import CIFAR
@@ -95,6 +95,7 @@ class BackboneSettings:
     seed: int
     options: Mapping[str, Any]  # the arch's sizing keys (e.g. resnet_small's width, depth)
     pretrain: Mapping[str, Any] | None = None  # the `pretrain:` block, for `weights: pretrain`
+    max_checkpoint_bytes: int = DEFAULT_MAX_BYTES  # `checkpoints.max_size_gb`
 
     @property
     def checkpoint(self) -> str | None:
@@ -102,14 +103,17 @@ class BackboneSettings:
         return None if self.weights.path is None else str(self.weights.path)
 
     def model_config(self) -> dict[str, Any]:
-        """The entry as `rpsloc.backbones.build_backbone` reads it."""
+        """The entry as `rpsloc.backbones.build_backbone` reads it (with the size limit when
+        a checkpoint is read)."""
         weights = self.checkpoint or self.weights.kind
+        limit = {"max_checkpoint_bytes": self.max_checkpoint_bytes} if self.checkpoint else {}
         return {
             "arch": self.arch,
             "weights": weights,
             "checkpoint_format": self.checkpoint_format,
             "seed": self.seed,
             **self.options,
+            **limit,
         }
 
     def pretrain_settings(self, device: str) -> PretrainSettings:
@@ -191,8 +195,11 @@ class Settings:
 def resolve_settings(config: Mapping[str, Any]) -> Settings:
     """Typed settings of a schema-validated configuration; `InputError` naming the key of the
     first inconsistency. Whether the checkpoint files exist is `require_checkpoint_files`."""
+    max_checkpoint_bytes = round(
+        config.get("checkpoints", {}).get("max_size_gb", DEFAULT_MAX_BYTES / 1e9) * 1e9
+    )
     backbones = {
-        name: _backbone(name, entry, config["datasets"])
+        name: _backbone(name, entry, config["datasets"], max_checkpoint_bytes)
         for name, entry in config["backbones"].items()
     }
     classifiers = {
@@ -233,7 +240,9 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
     )
 
 
-def _backbone(name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any]) -> BackboneSettings:
+def _backbone(
+    name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any], max_checkpoint_bytes: int
+) -> BackboneSettings:
     where = f"config: backbones.{name}"
     weights = parse_weights(entry["weights"])
     block = entry.get("pretrain")
@@ -267,6 +276,7 @@ def _backbone(name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any]) 
         seed=entry.get("seed", 0),
         options=options,
         pretrain=block,
+        max_checkpoint_bytes=max_checkpoint_bytes,
     )
 
 

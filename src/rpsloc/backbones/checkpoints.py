@@ -3,14 +3,21 @@
 Checkpoints are unpickled with `weights_only=True`: a file that needs arbitrary code to load is
 refused, never run. A format says where a project keeps the backbone in its file (container key,
 key prefix); the tensors left after stripping them must fit the architecture exactly, only heads
-may be missing or extra. Nothing is ever downloaded: a missing file is an error naming who
-publishes its format.
+may be missing or extra, and every one of them must be finite. Nothing is ever downloaded: a
+missing file is an error naming who publishes its format.
+
+Before anything is unpickled, `read_checkpoint` tells a damaged file from a foreign one and from
+an unsafe one, since each asks the user for something else: copy a truncated file again, bring
+the right file, or re-save a trusted one. A file whose tensors would take more than the size
+limit in memory is refused from its zip directory alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +32,7 @@ from rpsloc.io import file_sha256
 
 __all__ = [
     "CHECKPOINT_FORMATS",
+    "DEFAULT_MAX_BYTES",
     "FORMAT_ALIASES",
     "CheckpointFormat",
     "LoadReport",
@@ -100,10 +108,16 @@ HEAD_MODULES = frozenset({"fc", "head", "heads", "projector", "predictor", "clas
 #: Objects besides tensors and containers that a checkpoint may hold (all inert).
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 
+#: The most bytes a checkpoint may hold uncompressed (its tensors in memory) unless configured
+#: otherwise (`checkpoints.max_size_gb`): a full DINO ViT-B/8 training checkpoint (student,
+#: teacher and optimizer state) holds 1.4 GB.
+DEFAULT_MAX_BYTES = 2 * 10**9
+
 
 @dataclass
 class LoadReport:
-    """What loading a checkpoint did: `rpsloc weights check` prints its `summary()`."""
+    """What loading a checkpoint did: `rpsloc weights check` prints its `summary()`, and every
+    stage that loads one logs it."""
 
     format: str
     n_loaded: int
@@ -114,9 +128,12 @@ class LoadReport:
     defaulted_keys: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     kind: str = "backbone"  # what the tensors are: "backbone", "classifier", "linear head"
+    ignored_entries: list[str] = field(default_factory=list)  # one line per ignored key
+    outside_container: list[str] = field(default_factory=list)  # top-level entries not read
 
     def summary(self) -> str:
-        """A few lines for humans: file, hash, format, counts and the first ignored keys."""
+        """Lines for humans: file, hash, format, counts, and every entry that was not loaded
+        with its shape and size, so nothing in the file is dropped unseen."""
         lines = [
             f"checkpoint {self.path}",
             f"  sha256 {self.checkpoint_sha256}",
@@ -130,9 +147,32 @@ class LoadReport:
             )
         lines.append(
             f"  {len(self.ignored_keys)} checkpoint entries ignored (heads, or outside the "
-            f"{self.kind} prefix){_first(self.ignored_keys)}"
+            f"{self.kind} prefix){':' if self.ignored_entries else ''}"
         )
+        lines += [f"    {entry}" for entry in self.ignored_entries]
+        if self.outside_container:
+            lines.append(f"  not read (outside the container): {', '.join(self.outside_container)}")
         return "\n".join(lines)
+
+
+def _entry(value: Any) -> str:
+    """What a checkpoint entry holds, for the report: a tensor's shape, dtype and size."""
+    if isinstance(value, torch.Tensor):
+        size = value.numel() * value.element_size()
+        return (
+            f"tensor {list(value.shape)} {str(value.dtype).removeprefix('torch.')}, {_bytes(size)}"
+        )
+    if isinstance(value, Mapping):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _bytes(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
 
 
 def _described(options: Mapping[str, Any]) -> str:
@@ -180,28 +220,115 @@ def read_checkpoint(
     checkpoint_format: str = "auto",
     formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
     key: str = "backbone `weights`",
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Any:
     """torch.load with weights_only=True; anything beyond tensors and SAFE_GLOBALS is refused.
-    A missing file is reported by `require_checkpoint_file`."""
+    A missing file is reported by `require_checkpoint_file`; an empty, truncated, foreign or
+    too large file by `_check_container` before it is unpickled; and a pickle that cannot be
+    read says whether it asked for code (naming the globals) or is damaged."""
     path = require_checkpoint_file(path, arch, checkpoint_format, formats, key)
+    _check_container(path, max_bytes)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        needs = ""
-        try:
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-            needs = f" (it needs {', '.join(unsafe)})" if unsafe else ""
-        except Exception:  # only decorates the message
-            pass
+        unsafe = _globals_asked_for(path, exc)
+        if not unsafe:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its pickle cannot be read "
+                f"({_first_line(exc)}); this is not a refusal of unsafe code. Copy the file "
+                "again from its source"
+            ) from exc
         raise CheckpointError(
-            f"checkpoint {path} needs arbitrary code to unpickle{needs} and was not loaded: "
-            "only tensors, plain containers and argparse.Namespace are accepted "
-            "(torch.load weights_only=True). If you trust its source, re-save only its "
-            "tensors with torch.save."
+            f"checkpoint {path} needs arbitrary code to unpickle (it asks for "
+            f"{', '.join(unsafe)}) and was not loaded: only tensors, plain containers and "
+            "argparse.Namespace are accepted (torch.load weights_only=True). If you trust its "
+            "source, re-save only its tensors with torch.save."
         ) from exc
-    except Exception as exc:  # corrupt or foreign files
-        raise CheckpointError(f"checkpoint {path} could not be read by torch.load: {exc}") from exc
+    except Exception as exc:  # a zip entry or storage cut short or altered
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: torch.load could not read it "
+            f"({type(exc).__name__}: {_first_line(exc)}). Copy the file again from its source"
+        ) from exc
+
+
+def _check_container(path: Path, max_bytes: int) -> None:
+    """The file is a PyTorch checkpoint (a zip archive with a `data.pkl`, torch.save's format
+    since PyTorch 1.6, or the legacy pickle before it), complete, and holds at most
+    `max_bytes` uncompressed, all read from its first bytes and zip directory only."""
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        head = stream.read(512)
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): copy it again")
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                entries = archive.infolist()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or damaged: it starts as a zip archive "
+                f"(torch.save's format) but its directory cannot be read ({error}; {size} "
+                "bytes on disk). Copy it again from its source"
+            ) from error
+        names = [entry.filename for entry in entries]
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            raise CheckpointError(
+                f"checkpoint {path} is a zip archive but not a PyTorch checkpoint: none of "
+                f"its {len(names)} entries is a data.pkl (first: {names[:5]})"
+            )
+        inflated = sum(entry.file_size for entry in entries)
+    elif head[0] == 0x80:  # a pickle of protocol 2 or later: torch.save before PyTorch 1.6
+        inflated = size
+    else:
+        raise CheckpointError(
+            f"checkpoint {path} is not a PyTorch checkpoint: it is {_file_kind(head)} (first "
+            f"bytes {head[:8]!r}), where torch.save writes a zip archive, or a pickle before "
+            "PyTorch 1.6"
+        )
+    if inflated > max_bytes:
+        raise CheckpointError(
+            f"checkpoint {path} holds {_bytes(inflated)} uncompressed ({_bytes(size)} on "
+            f"disk), more than the limit of {_bytes(max_bytes)}, and was not loaded. If the "
+            "file is what you meant, raise checkpoints.max_size_gb in the config (or "
+            "--max-size-gb of rpsloc weights check)"
+        )
+
+
+#: First bytes of files that users mistake for checkpoints, and what to tell them.
+_MAGIC = (
+    (b"\x89HDF", "an HDF5 file"),
+    (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+    (b"<", "text that looks like HTML or XML (a download that saved an error page?)"),
+)
+
+
+def _file_kind(head: bytes) -> str:
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[257:262] == b"ustar":
+        return "a tar archive (unpack it: the checkpoint may be inside)"
+    header_length = int.from_bytes(head[:8], "little")
+    if 0 < header_length < 10**8 and head[8:10] == b'{"':
+        return "a safetensors file (save its tensors with torch.save)"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "a text file"
+    return "unrecognised binary data"
+
+
+def _globals_asked_for(path: Path, error: pickle.UnpicklingError) -> list[str]:
+    """The globals a refused pickle asks for: all of them from a zip checkpoint's pickle,
+    else the one `weights_only` stopped at."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # a legacy (non-zip) file: only the error names a global
+        unsafe = []
+    return unsafe or re.findall(r"GLOBAL ([\w.]+)", str(error))[:1]
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _meta_model(arch: str, options: Mapping[str, Any]) -> nn.Module:
@@ -227,6 +354,8 @@ class _Fit:
     unexpected: list[str]
     misshaped: list[str]
     kind: str = "backbone"
+    ignored_entries: list[str] = field(default_factory=list)
+    outside_container: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -257,17 +386,21 @@ def _fit(
         return None
     state: dict[str, torch.Tensor] = {}
     ignored: list[str] = []
+    entries: list[str] = []
     unexpected: list[str] = []
     misshaped: list[str] = []
     wrong: set[str] = set()
     for key, value in source.items():
         key = str(key)
-        if not key.startswith(fmt.prefix):
-            ignored.append(key)
-            continue
         name = key[len(fmt.prefix) :]
-        if name not in expected:
-            (ignored if name.split(".", 1)[0] in HEAD_MODULES else unexpected).append(key)
+        if not key.startswith(fmt.prefix) or (
+            name not in expected and name.split(".", 1)[0] in HEAD_MODULES
+        ):
+            ignored.append(key)
+            why = "a head" if key.startswith(fmt.prefix) else f"outside the prefix {fmt.prefix!r}"
+            entries.append(f"{key}: {_entry(value)} ({why})")
+        elif name not in expected:
+            unexpected.append(key)
         elif not isinstance(value, torch.Tensor):
             wrong.add(name)
             misshaped.append(f"{key} (a {type(value).__name__}, not a tensor)")
@@ -279,7 +412,14 @@ def _fit(
     absent = [k for k in expected if k not in state and k not in wrong]
     defaulted = [k for k in absent if k.endswith("num_batches_tracked")]
     missing = [fmt.prefix + k for k in absent if not k.endswith("num_batches_tracked")]
-    return _Fit(fmt, state, ignored, defaulted, missing, unexpected, misshaped, kind)
+    outside = [
+        f"{k} ({_entry(v)})"
+        for k, v in raw.items()
+        if fmt.container is not None and k != fmt.container
+    ]
+    return _Fit(
+        fmt, state, ignored, defaulted, missing, unexpected, misshaped, kind, entries, outside
+    )
 
 
 def _resolve_format(
@@ -311,6 +451,7 @@ def load_checkpoint_state(
     arch: str,
     checkpoint_format: str = "auto",
     options: Mapping[str, Any] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """The backbone state dict of a checkpoint, checked strictly against `arch` (METHOD.md 4).
 
@@ -320,13 +461,13 @@ def load_checkpoint_state(
     classifier) may be missing or extra, and keys outside the prefix are ignored. With "auto"
     every applicable format is tried and exactly one must fit. `options` size a configurable
     architecture (its record's `options`); None takes those the checkpoint records, else the
-    defaults.
+    defaults. A file holding more than `max_bytes` uncompressed is refused before it is read.
     Raises `CheckpointError`.
     """
     path = Path(path)
     architecture(arch)
     _resolve_format(checkpoint_format)
-    raw = read_checkpoint(path, arch, checkpoint_format)
+    raw = read_checkpoint(path, arch, checkpoint_format, max_bytes=max_bytes)
     if options is None:
         options = _recorded_options(raw, arch)
     options = arch_options(arch, options)
@@ -385,6 +526,7 @@ def fit_checkpoint(
                 f"Closest: {best.describe(path, len(expected))}"
             )
         fit = good[0]
+    _require_finite(fit, path)
     report = LoadReport(
         format=fit.fmt.name,
         n_loaded=len(fit.state),
@@ -395,8 +537,29 @@ def fit_checkpoint(
         defaulted_keys=fit.defaulted,
         options=dict(options or {}),
         kind=kind,
+        ignored_entries=fit.ignored_entries,
+        outside_container=fit.outside_container,
     )
     return fit.state, report
+
+
+def _require_finite(fit: _Fit, path: Path) -> None:
+    """Every loaded floating-point tensor is finite: one NaN weight turns every feature NaN,
+    and the features stage would then blame the images."""
+    bad = [
+        name
+        for name, value in fit.state.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        first = fit.state[bad[0]]
+        more = f"; {len(bad) - 1} more tensors are not finite{_first(bad[1:])}" if bad[1:] else ""
+        raise CheckpointError(
+            f"checkpoint {path}: {fit.kind} tensor {fit.fmt.prefix}{bad[0]} holds "
+            f"{int(torch.isnan(first).sum())} NaN and {int(torch.isinf(first).sum())} infinite "
+            f"values of {first.numel()}{more}. The file is damaged or was saved from a run "
+            "that diverged; a model with these weights computes NaN features"
+        )
 
 
 def apply_checkpoint_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
@@ -413,10 +576,11 @@ def check_checkpoint(
     arch: str,
     checkpoint_format: str = "auto",
     options: Mapping[str, Any] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LoadReport:
     """Load a checkpoint into `arch` strictly without running anything; for `rpsloc weights
     check` (METHOD.md 4). Raises `CheckpointError` when it does not fit."""
-    state, report = load_checkpoint_state(Path(path), arch, checkpoint_format, options)
+    state, report = load_checkpoint_state(Path(path), arch, checkpoint_format, options, max_bytes)
     model = _meta_model(arch, report.options)
     full = dict(state)
     for key in report.defaulted_keys:
