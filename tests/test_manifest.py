@@ -76,6 +76,14 @@ def test_a_bad_manifest_row_is_an_error_naming_the_file_and_line(tmp_path):
         read_manifest(tmp_path / "m.csv")
 
 
+def test_a_manifest_value_too_large_for_the_stage_files_is_an_error_naming_the_line(tmp_path):
+    write_manifest([_record(), _record("a/2.jpg")], tmp_path / "m.csv")
+    text = (tmp_path / "m.csv").read_text()
+    (tmp_path / "m.csv").write_text(text.replace(",40,30,3,", f",40,30,{2**63},", 1))
+    with pytest.raises(InputError, match=r"m.csv, line 2: expected label between -1 and 21"):
+        read_manifest(tmp_path / "m.csv")
+
+
 def test_a_manifest_with_a_wrong_header_is_an_error(tmp_path):
     (tmp_path / "m.csv").write_text("image_id,path\n")
     with pytest.raises(InputError, match=r"m.csv, line 1: expected header"):

@@ -15,6 +15,10 @@ import numpy as np
 from rpsloc.errors import InputError
 from rpsloc.io import atomic_path
 
+#: The largest width, height, label or box coordinate a manifest may hold: the stage files
+#: store sizes and boxes as 32-bit integers, and no image or class count comes near it.
+MAX_VALUE = 2**31 - 1
+
 MANIFEST_COLUMNS = (
     "image_id",
     "path",
@@ -161,13 +165,15 @@ def read_manifest(path: Path) -> list[ImageRecord]:
     return records
 
 
-def _parse_int(text: str, name: str, where: str, minimum: int | None = None) -> int:
+def _parse_int(text: str, name: str, where: str, minimum: int = -MAX_VALUE) -> int:
     try:
         value = int(text)
     except ValueError:
         raise InputError(f"{where}: expected an integer {name}, found {text!r}") from None
-    if minimum is not None and value < minimum:
-        raise InputError(f"{where}: expected {name} >= {minimum}, found {value}")
+    if not minimum <= value <= MAX_VALUE:
+        raise InputError(
+            f"{where}: expected {name} between {minimum} and {MAX_VALUE}, found {value}"
+        )
     return value
 
 
