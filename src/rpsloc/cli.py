@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from rpsloc.errors import RpslocError
+from rpsloc.io import read_hdf5
 from rpsloc.synthetic import DEFAULT_STYLE, STYLES
 
 
@@ -124,9 +125,10 @@ def _inspect(arguments: argparse.Namespace) -> int:
 
 def describe_h5(path: Path, values: int = 4) -> str:
     """The tree of an HDF5 file: groups, datasets with shape and dtype, attributes, a few
-    values. Works on incomplete files too (it says so), since inspecting them is the point."""
+    values. Works on incomplete files too (it says so), since inspecting them is the point; a
+    file that is not HDF5 or is cut short is an error saying which."""
     lines = [str(path)]
-    with h5py.File(path, "r") as handle:
+    with read_hdf5(path) as handle:
         if not handle.attrs.get("complete", False):
             lines.append("  WARNING: no 'complete' mark: written by a run that did not finish")
         lines += _attribute_lines(handle.attrs, "  ")
