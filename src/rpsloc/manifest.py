@@ -18,6 +18,7 @@ from rpsloc.datasets import adapter_of
 from rpsloc.datasets.policy import ON_BAD_IMAGE, BadImages, ReadOptions, Skipped, write_skipped
 from rpsloc.datasets.records import ImageRecord, write_manifest
 from rpsloc.errors import InputError
+from rpsloc.tracking import with_fingerprints
 
 LOGGER = logging.getLogger(__name__)
 
@@ -79,16 +80,19 @@ def write_split_manifest(
     work_dir: Path | str | None = None,
     name: str | None = None,
     root: Path | str | None = None,
+    fingerprint: str = "stat",
 ) -> None:
-    """The manifest stage (METHOD.md section 2): the split's manifest CSV at `out` and its
-    skipped table at `out_skipped` (a header only when no image was skipped). `name` is the
-    dataset's name in messages; `root` replaces the dataset's root, for a dataset the workflow
-    generated (synthetic), so neither enters the settings that decide the manifest."""
+    """The manifest stage (METHOD.md section 2): the split's manifest CSV at `out`, with the
+    fingerprint of every image and mask file (`fingerprint`: `stat` or `content`,
+    rpsloc.tracking), and its skipped table at `out_skipped` (a header only when no image was
+    skipped). `name` is the dataset's name in messages; `root` replaces the dataset's root, for
+    a dataset the workflow generated (synthetic), so neither enters the settings that decide
+    the manifest."""
     settings = dict(dataset)
     if name is not None:
         settings["name"] = name
     if root is not None:
         settings["root"] = root
     manifest = build_split(settings, split, work_dir=work_dir)
-    write_manifest(manifest.records, Path(out))
+    write_manifest(with_fingerprints(manifest.records, fingerprint), Path(out))
     write_skipped(manifest.skipped, out_skipped)

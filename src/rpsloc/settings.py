@@ -149,6 +149,7 @@ class DatasetSettings:
     variants: tuple[Variant, ...]
     sampling_seed: int
     classifier: str | None
+    fingerprint: str = "stat"  # how the manifest tracks its files (rpsloc.tracking)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -377,6 +378,7 @@ def _dataset(
         variants=variants,
         sampling_seed=entry.get("sampling_seed", 0),
         classifier=classifier,
+        fingerprint=entry.get("fingerprint", "stat"),
     )
 
 

@@ -2,7 +2,8 @@ rule representer:
     """w* (global or per class, from all or a sampled subset of the training images) and every
     kept training image's representer vector and values (METHOD.md section 1)."""
     input:
-        get_train_shards,
+        shards=get_train_shards,
+        checkpoint_record=checkpoint_record_of(paths.REPRESENTER),
     output:
         paths.REPRESENTER,
     params:

@@ -3,5 +3,7 @@ from rpsloc.representer import write_representer
 
 with to_log(snakemake.log[0]):
     write_representer(
-        train_shards=list(snakemake.input), out=snakemake.output[0], **snakemake.params.settings
+        train_shards=list(snakemake.input.shards),
+        out=snakemake.output[0],
+        **snakemake.params.settings,
     )

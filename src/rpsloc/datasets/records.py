@@ -28,6 +28,7 @@ MANIFEST_COLUMNS = (
     "boxes",
     "mask_paths",
     "ignore_path",
+    "fingerprints",
 )
 
 
@@ -36,7 +37,10 @@ class ImageRecord:
     """One image of a split: where it is, its size, class and ground truth in original pixels.
 
     `boxes` is a read-only (k, 4) int64 array `x0, y0, x1, y1` (x1, y1 inclusive); `label` is
-    0-based, -1 when unknown. Records compare equal when every field is equal (boxes by value).
+    0-based, -1 when unknown. `fingerprints` hold one `size:mtime_ns` (`size:mtime_ns:sha256`
+    when content is tracked) per file of `files`, as the manifest stage found them
+    (`rpsloc.tracking`); empty before that. Records compare equal when every field is equal
+    (boxes by value).
     """
 
     image_id: str
@@ -47,6 +51,7 @@ class ImageRecord:
     boxes: np.ndarray
     mask_paths: tuple[Path, ...] = ()
     ignore_path: Path | None = None
+    fingerprints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         boxes = np.array(self.boxes, dtype=np.int64)
@@ -66,6 +71,18 @@ class ImageRecord:
             object.__setattr__(self, "mask_paths", tuple(Path(p) for p in self.mask_paths))
         if self.ignore_path is not None and not isinstance(self.ignore_path, Path):
             object.__setattr__(self, "ignore_path", Path(self.ignore_path))
+        object.__setattr__(self, "fingerprints", tuple(self.fingerprints))
+        if self.fingerprints and len(self.fingerprints) != len(self.files):
+            raise ValueError(
+                f"image {self.image_id}: expected one fingerprint per file ({len(self.files)}), "
+                f"found {len(self.fingerprints)}"
+            )
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of the image: the image, its instance masks, its ignore mask."""
+        ignore = () if self.ignore_path is None else (self.ignore_path,)
+        return (self.path, *self.mask_paths, *ignore)
 
     def _key(self) -> tuple[Any, ...]:
         return (
@@ -76,6 +93,7 @@ class ImageRecord:
             self.label,
             self.mask_paths,
             self.ignore_path,
+            self.fingerprints,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -99,10 +117,7 @@ def write_manifest(records: Iterable[ImageRecord], path: Path) -> None:
 
 def _manifest_row(record: ImageRecord) -> list[str]:
     """One CSV row; paths are made absolute and may not contain the ';' separator."""
-    paths = [record.path, *record.mask_paths]
-    if record.ignore_path is not None:
-        paths.append(record.ignore_path)
-    for item in paths:
+    for item in record.files:
         if ";" in str(item):
             raise InputError(
                 f"image {record.image_id}: path {item} contains ';', the manifest's separator"
@@ -117,6 +132,7 @@ def _manifest_row(record: ImageRecord) -> list[str]:
         boxes,
         ";".join(str(p.absolute()) for p in record.mask_paths),
         "" if record.ignore_path is None else str(record.ignore_path.absolute()),
+        ";".join(record.fingerprints),
     ]
 
 
@@ -144,24 +160,30 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                 raise InputError(
                     f"{where}: expected {len(MANIFEST_COLUMNS)} fields, found {len(row)}"
                 )
-            image_id, image_path, width, height, label, boxes, masks, ignore = row
+            image_id, image_path, width, height, label, boxes, masks, ignore, fingerprints = row
             if not image_id:
                 raise InputError(f"{where}: empty image_id")
             if image_id in seen:
                 raise InputError(f"{where}: image_id {image_id!r} already on line {seen[image_id]}")
             seen[image_id] = line
-            records.append(
-                ImageRecord(
+            fields = {
+                "width": _parse_int(width, "width", where, minimum=1),
+                "height": _parse_int(height, "height", where, minimum=1),
+                "label": _parse_int(label, "label", where, minimum=-1),
+                "boxes": _parse_manifest_boxes(boxes, where),
+            }
+            try:
+                record = ImageRecord(
                     image_id=image_id,
                     path=Path(image_path),
-                    width=_parse_int(width, "width", where, minimum=1),
-                    height=_parse_int(height, "height", where, minimum=1),
-                    label=_parse_int(label, "label", where, minimum=-1),
-                    boxes=_parse_manifest_boxes(boxes, where),
                     mask_paths=tuple(Path(p) for p in masks.split(";")) if masks else (),
                     ignore_path=Path(ignore) if ignore else None,
+                    fingerprints=tuple(fingerprints.split(";")) if fingerprints else (),
+                    **fields,
                 )
-            )
+            except ValueError as error:  # fingerprints that do not match the files
+                raise InputError(f"{where}: {error}") from None
+            records.append(record)
     return records
 
 
