@@ -305,3 +305,11 @@ def test_the_feature_shards_record_the_checkpoint_and_the_digest_of_their_rows(c
         assert handle.attrs["images_sha256"] != shard_images_digest(manifest, 0, 6)
     sha = hashlib.sha256((checkpoint_run / CHECKPOINT).read_bytes()).hexdigest()
     assert recorded_shas(checkpoint_run) == {sha}
+
+
+@pytest.mark.workflow
+def test_every_splits_change_record_exists_before_the_dag_is_built(tmp_path):
+    run_snakemake(tmp_path, reliability_config(), paths.SYNTHETIC.format(dataset="tiny"), "-n")
+    for split in ("train", "val"):
+        record = tmp_path / paths.MANIFEST_CHANGES.format(dataset="tiny", split=split)
+        assert record.stat().st_mtime_ns == 0

@@ -114,13 +114,22 @@ def record_image_changes(manifest: Path, record: Path, fingerprint: str) -> list
             "holding them are recomputed"
         ]
     if not record.exists():
-        _write(record, text)
-        os.utime(record, ns=(0, 0))
+        create_change_record(record)
     elif record.read_text(encoding="utf-8") != text:
         times = record.stat()
         _write(record, text)
         os.utime(record, ns=(times.st_atime_ns, times.st_mtime_ns))
     return []
+
+
+def create_change_record(record: Path) -> None:
+    """An empty change record (a header), older than any manifest, where there is none yet.
+    The workflow creates every split's before it builds the DAG: Snakemake lists a folder's
+    files once, so a record that appears while the DAG is built would be missed."""
+    record = Path(record)
+    if not record.exists():
+        _write(record, _table([]))
+        os.utime(record, ns=(0, 0))
 
 
 def _table(changes: Sequence[FileChange]) -> str:

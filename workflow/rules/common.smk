@@ -14,6 +14,7 @@ from rpsloc.readers import shard_count
 from rpsloc.settings import classifier_checkpoints, require_checkpoint_files, resolve_settings
 from rpsloc.tracking import (
     checkpoint_sha256,
+    create_change_record,
     record_image_changes,
     shard_images_digest,
     stale_value,
@@ -144,6 +145,25 @@ def _image_changes(manifest, record, fingerprint, manifest_mtime_ns):
     _log_tracking(record_image_changes(Path(manifest), Path(record), fingerprint))
 
 
+def pretrain_split(backbone):
+    """The (dataset, split) a `weights: pretrain` backbone is trained on."""
+    dataset = backbone.pretrain["dataset"]
+    return dataset, backbone.pretrain.get("split", SETTINGS.datasets[dataset].train_split)
+
+
+def manifest_splits():
+    """Every (dataset, split) whose manifest the configuration asks for: each dataset's
+    splits and those backbones are pretrained on."""
+    splits = {(name, split) for name, entry in SETTINGS.datasets.items() for split in entry.splits}
+    splits |= {pretrain_split(b) for b in SETTINGS.backbones.values() if b.pretrain}
+    return sorted(splits)
+
+
+if workflow.is_main_process:
+    for dataset_name, split_name in manifest_splits():
+        create_change_record(paths.MANIFEST_CHANGES.format(dataset=dataset_name, split=split_name))
+
+
 def get_manifest_changes(wildcards):
     """The record of the split's image and mask files that changed since its manifest was
     written; rewritten when one did, so the manifest is rebuilt."""
@@ -221,9 +241,8 @@ def checkpoint_record_of(template):
 
 def get_pretrain_manifest(wildcards):
     """The manifest whose images a backbone is pretrained on (only their paths are read)."""
-    block = get_backbone(wildcards).pretrain
-    split = block.get("split", SETTINGS.datasets[block["dataset"]].train_split)
-    return paths.MANIFEST.format(dataset=block["dataset"], split=split)
+    dataset, split = pretrain_split(get_backbone(wildcards))
+    return paths.MANIFEST.format(dataset=dataset, split=split)
 
 
 def feature_shards(dataset, backbone, split):
