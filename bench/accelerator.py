@@ -65,7 +65,7 @@ def max_box_acc_v2(folder: Path, config: dict, size: int, stride: int, bf16: boo
             batch_size=64,
             num_workers=4,
             device="cuda",
-            bf16=bf16,
+            precision="bf16" if bf16 else "fp32",
         )
     write_representer([shards["train"]], out / "representer.h5")
     write_maps("rps", [shards["test"]], out / "maps.h5", representer=out / "representer.h5")

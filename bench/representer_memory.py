@@ -57,6 +57,7 @@ def write_test_shard(folder: Path, n_images: int = 200) -> Path:
         handle.create_dataset("unit_features", data=features.astype(np.float16))
         handle.create_dataset("norms", data=np.ones((n_images, GRID, GRID), dtype=np.float32))
         handle.create_dataset("boxes", data=np.tile([[10, 10, 100, 100]], (n_images, 1)))
+        handle.create_dataset("authors_boxes", data=np.tile([[10, 10, 100, 100]], (n_images, 1)))
         handle.create_dataset("box_offsets", data=np.arange(n_images + 1))
     return path
 

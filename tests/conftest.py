@@ -14,7 +14,7 @@ import yaml
 from snakemake.utils import validate
 
 from rpsloc import paths
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones import architecture, build_backbone
 from rpsloc.settings import Settings, resolve_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +62,14 @@ def random_resnet50s() -> dict[int, torch.nn.Module]:
     return {s: build_backbone(random_config(seed=0), s) for s in (32, 16, 8)}
 
 
+def arch_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every parameter and buffer of `arch` (built on the meta device)."""
+    record = architecture(arch)
+    with torch.device("meta"):
+        model = record.factory(record.output_strides[0])
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
 def state_digest(model: torch.nn.Module) -> str:
     """SHA-256 of every tensor of a model's state dict: its name, dtype, shape and bytes."""
     digest = hashlib.sha256()
@@ -90,6 +98,7 @@ def tiny_config(**dataset_overrides) -> dict:
         "threshold_split": "val",
         "image_size": 128,
         "crop_size": 112,
+        "train_image_size": 112,
         "output_stride": 16,
         "backbones": ["fixture", "resnet50-random"],
         "variants": [

@@ -97,9 +97,7 @@ def test_unknown_arch_is_refused_with_the_known_names():
 def test_an_unknown_arch_is_refused_naming_the_built_in_archs_and_the_installed_plugins():
     with pytest.raises(InputError) as error:
         architecture("resnet51")
-    assert "the built-in ['ccam', 'resnet50', 'resnet_small', 'vgg16', 'vit_b16'" in str(
-        error.value
-    )
+    assert "the built-in ['ccam', 'dinov2_vitb14', 'dinov2_vitb14_reg'" in str(error.value)
     assert "installed plugins ['fixture-colourfulness']" in str(error.value)
 
 

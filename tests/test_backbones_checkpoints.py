@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import pickle
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from rpsloc.backbones import build_backbone
 from rpsloc.backbones.checkpoints import check_checkpoint, load_checkpoint_state, read_checkpoint
@@ -217,6 +219,22 @@ def test_check_checkpoint_reports_format_counts_and_hash(checkpoint):
     assert len(report.ignored_keys) == 2 * 9  # projector and predictor (fc.1 BN has 5 entries)
     text = report.summary()
     assert "simsiam" in text and "318 backbone tensors loaded" in text and str(path) in text
+
+
+def test_every_ignored_module_is_listed_with_its_count(checkpoint):
+    _, report = load_checkpoint_state(checkpoint("moco_v2"), "resnet50")
+    [line] = [line for line in report.summary().splitlines() if "entries ignored" in line]
+    assert line.endswith(
+        "module.encoder_k.* (322), module.queue (1), module.queue_ptr (1), "
+        "module.encoder_q.fc.* (4)"
+    )
+
+
+def test_a_bare_dataparallel_resnet50_is_dataparallel_not_swav(source, tmp_path):
+    # SwAV's layout without SwAV's projection head and prototypes is any DataParallel model's
+    path = save(prefixed(source, "module."), tmp_path / "dataparallel.pth")
+    _, report = load_checkpoint_state(path, "resnet50")
+    assert report.format == "dataparallel"
 
 
 def test_dino_vit_checkpoint_loads_into_the_vit(tmp_path):
@@ -442,3 +460,37 @@ def test_ambiguous_auto_detection_lists_candidates_and_asks_for_the_format(sourc
 def test_unknown_format_name_is_a_configuration_error(checkpoint):
     with pytest.raises(InputError, match="unknown checkpoint_format 'mocov2'"):
         load_checkpoint_state(checkpoint("moco_v2"), "resnet50", "mocov2")
+
+
+# ---------------------------------------------------------------- safetensors
+
+
+def test_a_safetensors_file_is_read_without_unpickling(source, tmp_path, monkeypatch):
+    path = tmp_path / "resnet50.safetensors"
+    save_file(source, path)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a safetensors file was unpickled")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    state, report = load_checkpoint_state(path, "resnet50")
+    assert (report.format, report.reader, report.n_loaded) == ("torchvision", "safetensors", 318)
+    assert all(torch.equal(state[k], v) for k, v in source.items())
+
+
+def test_a_safetensors_file_is_recognised_by_its_header_whatever_its_name(source, tmp_path):
+    path = tmp_path / "resnet50.pth"
+    save_file(source, path)
+    _, report = load_checkpoint_state(path, "resnet50")
+    assert report.reader == "safetensors"
+
+
+def test_a_damaged_safetensors_file_is_refused_naming_it(source, tmp_path):
+    path = tmp_path / "cut.safetensors"
+    save_file(source, path)
+    path.write_bytes(path.read_bytes()[:4096])
+    with pytest.raises(
+        CheckpointError, match=f"checkpoint {path} could not be read by safetensors"
+    ):
+        load_checkpoint_state(path, "resnet50")

@@ -42,13 +42,18 @@ def assert_same_tensors(model: torch.nn.Module, expected: dict[str, torch.Tensor
 # ---------------------------------------------------------------------------- configuration
 
 
-def test_efficientnet_b7_runs_at_its_own_resolution_600_by_default():
+def test_efficientnet_b7_resizes_to_685_and_crops_600_as_the_authors_do():
     settings = classifier_settings({"arch": "efficientnet-b7", "weights": "random"})
     assert (settings["image_size"], settings["crop_size"], settings["num_classes"]) == (
-        600,
+        685,
         600,
         1000,
     )
+
+
+def test_the_other_efficientnets_run_at_their_own_resolution():
+    settings = classifier_settings({"arch": "efficientnet-b0", "weights": "random"})
+    assert (settings["image_size"], settings["crop_size"]) == (224, 224)
 
 
 def test_dino_linear_defaults_follow_dino_for_small_and_base_vits():
@@ -85,13 +90,35 @@ def test_imagenet_resnet50_in_torchvision_names_loads_every_tensor_with_its_fc(t
     assert classifier.model.fc.weight.shape == (10, 2048)
 
 
-def test_cub_resnet50_with_module_prefix_loads_200_classes(tmp_path):
+@pytest.mark.parametrize(
+    ("prefix", "checkpoint_format"),
+    [("module.", "dataparallel"), ("module.base_model.", "cub_resnet50")],
+    ids=["dataparallel", "authors_cub_resnet50"],
+)
+def test_cub_resnet50_with_a_known_prefix_loads_200_classes_strictly(
+    tmp_path, prefix, checkpoint_format
+):
     expected = seeded_state(resnet50(num_classes=200))
-    path = tmp_path / "cub_resnet50.pth"
-    torch.save({f"module.{key}": value for key, value in expected.items()}, path)
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({f"{prefix}{key}": value for key, value in expected.items()}, path)
     classifier = build_classifier({"arch": "resnet50", "weights": str(path), "num_classes": 200})
     assert_same_tensors(classifier.model, expected)
-    assert classifier.provenance["checkpoint_format"] == "dataparallel"
+    assert classifier.provenance["checkpoint_format"] == checkpoint_format
+
+
+def test_a_cub_resnet50_with_another_prefix_is_refused_naming_the_keys(tmp_path):
+    expected = seeded_state(resnet50(num_classes=200))
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({f"module.base.{key}": value for key, value in expected.items()}, path)
+    with pytest.raises(CheckpointError, match=r"module\.base\.conv1\.weight"):
+        build_classifier(
+            {
+                "arch": "resnet50",
+                "weights": str(path),
+                "num_classes": 200,
+                "checkpoint_format": "dataparallel",
+            }
+        )
 
 
 def test_a_classifier_checkpoint_without_its_fc_head_is_refused(tmp_path):
@@ -145,6 +172,24 @@ def test_efficientnet_pytorch_state_dict_loads_strictly_into_from_name(tmp_path)
     assert_same_tensors(classifier.model, expected)
     assert classifier.provenance["checkpoint_format"] == "efficientnet_pytorch"
     assert classifier.scores(torch.randn(1, 3, 64, 64)).shape == (1, 7)
+
+
+def test_the_authors_cub_efficientnet_b7_state_dict_loads_strictly(tmp_path):
+    reference = EfficientNet.from_name("efficientnet-b0", num_classes=200, image_size=64)
+    expected = seeded_state(reference)
+    path = tmp_path / "efficientnetb7-cub200-best-epoch.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in expected.items()}}, path)
+    classifier = build_classifier(
+        {
+            "arch": "efficientnet-b0",
+            "weights": str(path),
+            "num_classes": 200,
+            "image_size": 64,
+            "crop_size": 64,
+        }
+    )
+    assert_same_tensors(classifier.model, expected)
+    assert classifier.provenance["checkpoint_format"] == "dataparallel_state_dict"
 
 
 def test_missing_efficientnet_weights_name_the_file_and_lukemelas(tmp_path):

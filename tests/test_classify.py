@@ -3,6 +3,7 @@ the workflow (METHOD.md section 3; docs/classifiers.md)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,28 @@ def test_summary_reports_top1_top5_and_gt_known_loc_per_variant(classified):
         for column in ("top1_loc", "top5_loc", "gt_known_loc", "loc_threshold"):
             assert row[column] == pytest.approx(metrics[column], abs=1e-4)
         assert row["loc_protocol"] == "benchmark_largest"
+
+
+@pytest.mark.workflow
+def test_summary_reports_the_authors_top1_top5_and_gt_known_loc(classified):
+    summary = pd.read_csv(classified / paths.SUMMARY.format(dataset="tiny"))
+    for _, row in summary.iterrows():
+        table = pd.read_csv(
+            classified / result_files("tiny", "fixture", row["variant"], "val").table
+        )
+        authors = table[(table["protocol"] == "authors") & (table["iou"] == 50)]
+        # val is its own threshold split: each number is its best over the thresholds
+        assert row["authors_top1_loc"] == pytest.approx(authors["n_top1"].max() * 100 / 6, abs=1e-4)
+        assert row["authors_top5_loc"] == pytest.approx(authors["n_top5"].max() * 100 / 6, abs=1e-4)
+        assert row["authors_gt_known_loc"] == pytest.approx(authors["box_acc"].max(), abs=1e-4)
+
+
+@pytest.mark.workflow
+def test_classwise_predictors_from_predicted_classes_need_the_training_splits_predictions(
+    tmp_path,
+):
+    config = classifier_config()
+    config["datasets"]["tiny"]["variants"] = ["rps_classwise_pred"]
+    result = run_snakemake(tmp_path, config, paths.SUMMARY.format(dataset="tiny"), "--dry-run")
+    assert re.search(r"^classify\s+2$", result.stdout, re.M)  # the training split and val
+    assert "representer/classwise-pred.h5" in result.stdout

@@ -1,5 +1,6 @@
-"""The features stage's precision: fp32 on CPU by default, bf16 autocast when asked (the CUDA
-default), each labelled in the file (METHOD.md section 1; bench/RESULTS.md benchmark 5)."""
+"""The features stage's precision: fp32 by default on every device (the authors' numerics),
+bf16 autocast only when asked, each labelled in the file (METHOD.md section 1; bench/RESULTS.md
+benchmark 5), and the output stride the model really has recorded."""
 
 import numpy as np
 import pytest
@@ -22,21 +23,34 @@ def manifest(tmp_path_factory):
     return folder / "test.csv"
 
 
-def unit_features(manifest, out, bf16):
-    extract_shard(manifest, "eval", 0, 10, BACKBONE, 96, 96, 16, out, device="cpu", bf16=bf16)
+def unit_features(manifest, out, **precision):
+    extract_shard(manifest, "eval", 0, 10, BACKBONE, 96, 96, 16, out, device="cpu", **precision)
     with open_h5(out) as handle:
         return handle["unit_features"][()].astype(np.float64), handle.attrs["precision"]
 
 
-def test_cpu_extraction_runs_in_fp32_and_says_so(manifest, tmp_path):
-    _, precision = unit_features(manifest, tmp_path / "fp32.h5", bf16=None)
+def test_extraction_runs_in_fp32_by_default_and_says_so(manifest, tmp_path):
+    _, precision = unit_features(manifest, tmp_path / "fp32.h5")
     assert precision == "fp32"
 
 
 def test_bf16_autocast_features_point_where_the_fp32_ones_do(manifest, tmp_path):
-    fp32, _ = unit_features(manifest, tmp_path / "fp32.h5", bf16=False)
-    bf16, precision = unit_features(manifest, tmp_path / "bf16.h5", bf16=True)
+    fp32, _ = unit_features(manifest, tmp_path / "fp32.h5", precision="fp32")
+    bf16, precision = unit_features(manifest, tmp_path / "bf16.h5", precision="bf16")
     assert precision == "bf16-autocast"
     assert not np.array_equal(fp32, bf16)  # autocast did run
     cosine = (fp32 * bf16).sum(axis=-1)
     assert cosine.min() > 0.99
+
+
+def test_a_vit_records_the_stride_it_really_has(manifest, tmp_path):
+    vit = {"arch": "vit_s8", "weights": "random", "seed": 0}
+    extract_shard(manifest, "eval", 0, 10, vit, 96, 96, 16, tmp_path / "vit.h5", device="cpu")
+    with open_h5(tmp_path / "vit.h5") as handle:
+        assert handle.attrs["output_stride"] == 8
+        assert handle["norms"].shape[1:] == (12, 12)
+
+
+def test_an_unknown_precision_is_refused(manifest, tmp_path):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        unit_features(manifest, tmp_path / "x.h5", precision="fp16")

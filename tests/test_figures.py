@@ -28,7 +28,7 @@ def test_the_per_image_ious_reproduce_max_box_acc_at_iou_50(report_run):
     images = pd.read_csv(result.images)
     summary = json.loads(result.summary.read_text())
     assert len(images) == summary["n_images"] == 6
-    assert images["threshold"].unique().tolist() == [summary["best_threshold_50"]]
+    assert images["threshold"].unique() == pytest.approx([summary["best_threshold_50"]], abs=1e-6)
     assert 100 * (images["iou"] >= 0.5).mean() == pytest.approx(summary["max_box_acc_50"])
 
 

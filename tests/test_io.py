@@ -43,3 +43,10 @@ def test_csv_tables_are_written_byte_identically(tmp_path):
     write_csv_atomic(table, tmp_path / "two.csv")
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
     assert (tmp_path / "one.csv").read_text() == "a,b\n0.333333,x\n2.000000,y\n"
+
+
+def test_a_file_of_another_layout_version_is_refused_naming_both_versions(tmp_path):
+    with atomic_h5(tmp_path / "old.h5", {}) as handle:
+        handle.attrs["format_version"] = 1
+    with pytest.raises(IncompleteFileError, match="layout version 1, this rpsloc reads version 2"):
+        open_h5(tmp_path / "old.h5")

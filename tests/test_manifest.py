@@ -62,10 +62,12 @@ def test_a_manifest_round_trips_every_field(tmp_path):
 def test_the_manifest_csv_has_the_documented_columns_and_formats(tmp_path):
     write_manifest([_record()], tmp_path / "m.csv")
     header, row = (tmp_path / "m.csv").read_text().splitlines()
-    assert header == "image_id,path,width,height,label,boxes,mask_paths,ignore_path,fingerprints"
+    assert header == (
+        "image_id,path,width,height,label,boxes,mask_paths,ignore_path,box_origin,fingerprints"
+    )
     assert row == (
         "a/1.jpg,/data/a/1.jpg,40,30,3,1 2 3 4;5 6 7 8,/masks/a_0.png;/masks/a_1.png,"
-        "/masks/a_ignore.png,1200:17;300:18;310:19;90:20"
+        "/masks/a_ignore.png,0,1200:17;300:18;310:19;90:20"
     )
 
 
@@ -75,6 +77,14 @@ def test_a_manifest_row_with_a_fingerprint_missing_is_an_error_naming_the_line(t
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(InputError, match=r"m.csv, line 2: .*one fingerprint per file \(4\)"):
         read_manifest(tmp_path / "m.csv")
+
+
+def test_a_one_based_annotation_keeps_its_origin_so_the_native_boxes_can_be_rebuilt(tmp_path):
+    record = ImageRecord("c.jpg", Path("/c.jpg"), 40, 30, 0, [[0, 1, 38, 29]], box_origin=1)
+    write_manifest([record], tmp_path / "m.csv")
+    (back,) = read_manifest(tmp_path / "m.csv")
+    assert back == record
+    assert back.native_boxes.tolist() == [[1, 2, 39, 30]]
 
 
 def test_a_bad_manifest_row_is_an_error_naming_the_file_and_line(tmp_path):

@@ -1,5 +1,6 @@
-"""Ground-truth masks under the workflow's protocol (resized like the image, METHOD.md
-sections 1 and 3) and the WSOL benchmark's (nearest-neighbour to the evaluation grid)."""
+"""Ground-truth masks under the workflow's protocol (the authors': resized to the image's square
+bilinearly for CUB, nearest-neighbour for OpenImages, cropped, `> 0.5`; METHOD.md sections 1
+and 3) and the WSOL benchmark's (nearest-neighbour to the evaluation grid)."""
 
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from rpsloc.datasets.records import ImageRecord
 from rpsloc.errors import InputError
-from rpsloc.masks import benchmark_mask, crop_mask, read_mask_image
+from rpsloc.masks import benchmark_mask, crop_mask, read_mask_image, resized_mask
 
 # ---------------------------------------------------------------------------------------------
 # read_mask_image and crop_mask: the workflow's
@@ -20,7 +21,7 @@ def test_openimages_real_test_masks_are_0_255_pngs_read_as_foreground(wsol_metad
     folder = wsol_metadata / "OpenImages/test_masks"
     mask_file = next(p for p in sorted(folder.rglob("*.png")) if "ignore" not in p.name)
     values = read_mask_image(mask_file)
-    assert set(np.unique(values)) <= {0.0, 1.0} and values.max() == 1.0
+    assert set(np.unique(values)) <= {0.0, 255.0} and values.max() == 255.0
 
 
 def test_crop_mask_marks_ignored_pixels_outside_the_foreground_255(tmp_path):
@@ -39,6 +40,38 @@ def test_crop_mask_marks_ignored_pixels_outside_the_foreground_255(tmp_path):
         ignore_path=tmp_path / "all.png",
     )
     assert crop_mask(record, 4, 4).tolist() == [[1, 1, 255, 255]] * 4
+
+
+def test_linear_masks_are_resized_bilinearly_as_the_authors_cub_masks_then_cropped(tmp_path):
+    mask = np.zeros((50, 50), dtype=np.uint8)
+    mask[:, :25] = 255  # left half
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    cropped = resized_mask(tmp_path / "m.png", 100, 80, "linear")
+    values = cv2.resize(np.float32(mask) / 255, (100, 100), interpolation=cv2.INTER_LINEAR)
+    assert cropped.shape == (80, 80) and cropped.dtype == bool
+    assert np.array_equal(cropped, values[10:90, 10:90] > 0.5)
+    assert cropped[:, 39].all() and not cropped[:, 40].any()
+
+
+def test_a_soft_mask_at_exactly_one_half_is_background_as_the_authors_threshold_it(tmp_path):
+    Image.fromarray(np.full((8, 8), 128, dtype=np.uint8)).save(tmp_path / "above.png")
+    Image.fromarray(np.full((8, 8), 127, dtype=np.uint8)).save(tmp_path / "below.png")
+    assert resized_mask(tmp_path / "above.png", 8, 8, "linear").all()  # 128/255 > 0.5
+    assert not resized_mask(tmp_path / "below.png", 8, 8, "linear").any()
+
+
+def test_nearest_masks_keep_every_non_zero_value_as_the_authors_openimages_masks(tmp_path):
+    mask = np.zeros((6, 6), dtype=np.uint8)
+    mask[2:4, 2:4] = 1  # a value of 1 (not 255) is foreground too: > 0.5 on the raw value
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    resized = resized_mask(tmp_path / "m.png", 12, 12, "nearest")
+    assert resized.sum() == 16 and resized[4:8, 4:8].all()
+
+
+def test_an_unknown_mask_resize_is_refused(tmp_path):
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(ValueError, match="mask resize must be one of"):
+        resized_mask(tmp_path / "m.png", 4, 4, "cubic")
 
 
 # ---------------------------------------------------------------------------------------------

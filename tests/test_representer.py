@@ -179,3 +179,38 @@ def test_the_sums_behind_the_predictor_do_not_depend_on_how_images_are_chunked(s
         )
     assert np.array_equal(whole.feature_sums, chunked.feature_sums)
     assert np.array_equal(whole.unit_feature_sums, chunked.unit_feature_sums)
+
+
+def write_predictions(path, image_ids: list[str], top1: np.ndarray) -> None:
+    """A classify-stage file whose top-1 class of each image is `top1`."""
+    top5 = np.stack([top1, *(np.full_like(top1, -1) for _ in range(4))], axis=1)
+    with atomic_h5(path, {"stage": "classify"}) as handle:
+        write_strings(handle, "image_ids", image_ids)
+        handle.create_dataset("top5", data=top5.astype(np.int64))
+
+
+def test_classwise_predictors_from_predicted_classes_ignore_the_labels(tmp_path, training_split):
+    raw, labels = training_split
+    shards = write_training_shards(tmp_path, raw, labels, [10, 14])
+    predicted = (labels + 1) % 3
+    write_predictions(tmp_path / "train.h5", [f"img-{i}" for i in range(len(raw))], predicted)
+    write_representer(
+        shards, tmp_path / "pred.h5", classwise=True, predictions=tmp_path / "train.h5"
+    )
+    expected = compute_representers(
+        image_statistics(torch.from_numpy(raw)), predicted, classwise=True
+    )
+    with h5py.File(tmp_path / "pred.h5") as handle:
+        assert handle.attrs["classes"] == "classifier top-1"
+        assert np.array_equal(handle["labels"][()], predicted)
+        for row, label in enumerate(handle["predictor_labels"][()]):
+            assert np.array_equal(
+                handle["foreground_predictors"][row], expected.predictors[int(label)].w
+            )
+
+
+def test_predicted_classes_only_serve_classwise_predictors(tmp_path, training_split):
+    raw, labels = training_split
+    shards = write_training_shards(tmp_path, raw, labels, [24])
+    with pytest.raises(ValueError, match="only serve class-wise predictors"):
+        write_representer(shards, tmp_path / "x.h5", predictions=tmp_path / "train.h5")

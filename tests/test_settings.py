@@ -39,7 +39,14 @@ def dataset_config(adapter: str, eval_splits=("test",), **keys) -> dict:
         "variants": ["rps"],
         "backbones": ["resnet50-random"],
     }
-    for key in ("synthetic", "threshold_split", "image_size", "crop_size", "output_stride"):
+    for key in (
+        "synthetic",
+        "threshold_split",
+        "image_size",
+        "crop_size",
+        "train_image_size",
+        "output_stride",
+    ):
         dataset.pop(key, None)
     config["datasets"] = {"d": {**dataset, **keys}}
     return config
@@ -90,18 +97,37 @@ def test_adapter_defaults_give_the_evaluation_protocol_of_a_layout():
         "crop_size": 448,
         "output_stride": 32,
         "threshold_split": "val",
+        "mask_resize": "linear",
     }
     assert adapter_defaults("cifar10") == {
         "image_size": 224,
         "crop_size": 224,
         "output_stride": 16,
         "threshold_split": None,
+        "mask_resize": "linear",
     }
+
+
+def test_openimages_masks_are_resized_nearest_neighbour_as_the_authors_do():
+    assert dataset("openimages").mask_resize == "nearest"
+    assert dataset("cub").mask_resize == "linear"
 
 
 def test_adapter_defaults_of_an_unknown_adapter_is_an_error_naming_the_known_ones():
     with pytest.raises(InputError, match=r"unknown adapter 'voc'; expected one of aircraft, cars"):
         adapter_defaults("voc")
+
+
+@pytest.mark.parametrize("adapter", ["cub", "ilsvrc", "cars"])
+def test_training_images_are_224_without_crop_for_every_dataset_as_the_authors_do(adapter):
+    settings = dataset(adapter, train_split="train")
+    assert settings.geometry("train") == (224, 224)
+    assert settings.geometry("test") == (settings.image_size, settings.crop_size)
+
+
+def test_the_training_geometry_is_configurable():
+    settings = dataset("cub", train_image_size=256, train_crop_size=224)
+    assert settings.geometry("train") == (256, 224)
 
 
 # ----------------------------------------------------------------------------- derived values

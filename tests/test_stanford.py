@@ -44,6 +44,12 @@ def test_cars_reads_the_devkit_annotations_with_1_based_boxes_and_classes(cars):
     assert (second.label, crop_boxes(second, 480, 448)) == (195, [FULL_CROP])
 
 
+def test_cars_keep_the_devkits_1_based_coordinates_for_the_authors_protocol(cars):
+    first, _ = build_manifest({"adapter": "cars", "root": str(cars)}, "train")
+    assert first.box_origin == 1
+    assert first.native_boxes.tolist() == [[11, 21, 101, 81]]  # as in the .mat file
+
+
 def test_cars_reads_the_labelled_test_annotations(cars):
     (record,) = build_manifest({"adapter": "cars", "root": str(cars)}, "test")
     assert (record.image_id, record.label, record.boxes.tolist()) == (

@@ -12,6 +12,7 @@ import pytest
 
 from rpsloc.io import atomic_h5
 from rpsloc.paths import result_files
+from rpsloc.protocols import authors_protocol
 from rpsloc.summary import (
     SUMMARY_COLUMNS,
     paper_table,
@@ -19,14 +20,25 @@ from rpsloc.summary import (
     write_summary,
 )
 
-#: BoxAcc of the authors' protocol per (split, threshold) at IoU 30/50/70: val peaks at 0.3,
-#: test at 0.2, so the test row must report its accuracy at val's 0.3.
-AUTHORS_BOX_ACC = {
-    ("val", 0.2): (60.0, 40.0, 20.0),
-    ("val", 0.3): (80.0, 50.0, 20.0),
-    ("test", 0.2): (90.0, 70.0, 50.0),
-    ("test", 0.3): (70.0, 40.0, 10.0),
+#: Images of 10 the authors' protocol locates per (split, threshold) at IoU 30/50/70: val
+#: peaks at 0.3, test at 0.2, so the test row must report its accuracy at val's 0.3.
+AUTHORS_HITS = {
+    ("val", 0.2): (6, 4, 2),
+    ("val", 0.3): (8, 5, 2),
+    ("test", 0.2): (9, 7, 5),
+    ("test", 0.3): (7, 4, 1),
 }
+
+
+def authors_row(iou: int, threshold: float, hits: int, seen: int) -> dict:
+    return {
+        "protocol": "authors",
+        "iou": iou,
+        "threshold": threshold,
+        "box_acc": hits * 100 / seen,
+        "n_correct": hits,
+        "n_images": seen,
+    }
 
 
 def write_result(root: Path, split: str, max_box_acc_v2: float) -> None:
@@ -34,10 +46,10 @@ def write_result(root: Path, split: str, max_box_acc_v2: float) -> None:
     files = result_files("d", "b", "rps", split, root=root)
     files.table.parent.mkdir(parents=True, exist_ok=True)
     rows = [
-        {"protocol": "authors", "iou": iou, "threshold": threshold, "box_acc": accuracy}
-        for (name, threshold), accuracies in AUTHORS_BOX_ACC.items()
+        authors_row(iou, threshold, hits, 10)
+        for (name, threshold), counts in AUTHORS_HITS.items()
         if name == split
-        for iou, accuracy in zip((30, 50, 70), accuracies, strict=True)
+        for iou, hits in zip((30, 50, 70), counts, strict=True)
     ]
     pd.DataFrame(rows).to_csv(files.table, index=False)
     files.summary.write_text(json.dumps({"n_images": 10, "max_box_acc_v2": max_box_acc_v2}))
@@ -71,6 +83,24 @@ def test_without_a_threshold_split_each_split_chooses_its_own_threshold(results)
     assert test["authors_box_acc_mean"] == pytest.approx((90 + 70 + 50) / 3)
 
 
+def test_a_split_choosing_for_itself_reports_each_ious_best_as_the_authors_do():
+    rows = [authors_row(30, 0.2, 9, 10), authors_row(70, 0.2, 1, 10)]
+    rows += [authors_row(30, 0.3, 6, 10), authors_row(70, 0.3, 5, 10)]
+    numbers = authors_protocol(pd.DataFrame(rows))
+    assert (numbers["authors_box_acc_30"], numbers["authors_box_acc_70"]) == (90.0, 50.0)
+    assert numbers["authors_box_acc_mean"] == 55.0  # at 0.3; the IoUs' best are at 0.2 and 0.3
+    assert numbers["authors_threshold"] == 0.3
+
+
+def test_ties_between_thresholds_break_as_the_authors_float_arithmetic_breaks_them():
+    """With 3 images, (1, 1, 1) and (3, 0, 0) located at IoU 30/50/70 have the same mean, but
+    the authors' `(iou70 + iou50 + iou30) / 3.` of `(hits / seen) * 100` gives the second one
+    the last bit more, so their argmax takes the later threshold."""
+    rows = [authors_row(iou, 0.2, 1, 3) for iou in (30, 50, 70)]
+    rows += [authors_row(30, 0.3, 3, 3), authors_row(50, 0.3, 0, 3), authors_row(70, 0.3, 0, 3)]
+    assert authors_protocol(pd.DataFrame(rows))["authors_threshold"] == 0.3
+
+
 def test_each_row_counts_the_images_its_split_left_out(results):
     table = summary_table("d", results, threshold_split="val", skipped={"test": 3})
     assert table["n_skipped"].tolist() == [0, 3]
@@ -81,7 +111,8 @@ def test_the_summary_is_written_with_four_decimals(results, tmp_path):
     last = (tmp_path / "summary.csv").read_text().splitlines()[-1]
     assert (
         last
-        == "d,b,resnet50,random,rps,test,10,0,65.0000,val,0.3000,70.0000,40.0000,10.0000,40.0000"
+        == "d,b,resnet50,random,rps,test,10,0,65.0000,val,0.3000,70.0000,40.0000,10.0000,40.0000,"
+        "40.0000"
     )
 
 

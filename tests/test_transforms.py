@@ -16,7 +16,6 @@ from rpsloc.transforms import (
     boxes_to_crop,
     center_crop_offset,
     load_rgb,
-    mask_to_crop,
     preprocess,
 )
 
@@ -119,24 +118,6 @@ def test_preprocess_converts_a_greyscale_image_to_three_equal_channels():
 def test_preprocess_rejects_a_crop_larger_than_the_resize():
     with pytest.raises(ValueError, match="crop"):
         preprocess(Image.new("RGB", (10, 10)), 224, 256)
-
-
-# ----------------------------------------------------------------------------- mask_to_crop
-
-
-def test_mask_to_crop_resizes_bilinearly_crops_and_binarises_at_one_half():
-    mask = np.zeros((50, 50), dtype=bool)
-    mask[:, :25] = True  # left half; at size 100 columns 0..49 are >= 0.5
-    cropped = mask_to_crop(mask, 100, 80)
-    assert cropped.shape == (80, 80) and cropped.dtype == bool
-    assert cropped.sum() == 80 * 40  # columns 10..49 of the resized mask
-    assert cropped[:, 39].all() and not cropped[:, 40].any()
-
-
-def test_mask_to_crop_treats_255_as_foreground_like_1():
-    mask = np.zeros((20, 20), dtype=np.uint8)
-    mask[5:15, 5:15] = 255
-    assert np.array_equal(mask_to_crop(mask, 20, 20), mask > 0)
 
 
 # ----------------------------------------------------------------------------- load_rgb

@@ -1,5 +1,7 @@
 """Every variant of the paper against a brute-force computation (METHOD.md section 1)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from rpsloc.representer import (
     foreground_predictor,
     select_training_images,
 )
-from rpsloc.variants import parse_variant
+from rpsloc.variants import WILDCARD, parse_selection, parse_variant
 
 
 def brute_force_predictor(raw: np.ndarray) -> np.ndarray:
@@ -97,6 +99,7 @@ def _shard(raw_eval: np.ndarray, labels: np.ndarray) -> EvalShard:
         norms=norms,
         boxes=[np.zeros((0, 4), int)] * len(raw_eval),
         crop_size=32,
+        authors_boxes=[np.zeros((0, 4), int)] * len(raw_eval),
     )
 
 
@@ -165,6 +168,7 @@ def _write_eval_shard(path, shard: EvalShard) -> None:
         handle["unit_features"] = shard.unit_features.astype(np.float16)
         handle["norms"] = shard.norms.astype(np.float32)
         handle["boxes"] = np.zeros((0, 4), np.int32)
+        handle["authors_boxes"] = np.zeros((0, 4), np.int32)
         handle["box_offsets"] = np.zeros(len(shard.image_ids) + 1, np.int64)
 
 
@@ -176,6 +180,8 @@ def _write_eval_shard(path, shard: EvalShard) -> None:
         ("rps_classwise_gt", "gt", 1.0, None, "classwise"),
         ("rps_classwise_top1-r.5", "top1", 0.5, None, "classwise-r0.5"),
         ("rps-from-cifar10", None, 1.0, "cifar10", "global"),
+        ("rps_classwise_pred", "pred", 1.0, None, "classwise-pred"),
+        ("rps_classwise_pred-r0.1", "pred", 0.1, None, "classwise-pred-r0.1"),
     ],
 )
 def test_variant_names_say_what_they_compute(name, class_source, ratio, base, selection):
@@ -193,6 +199,42 @@ def test_variant_names_say_what_they_compute(name, class_source, ratio, base, se
 def test_malformed_variant_names_are_errors(name):
     with pytest.raises(ValueError):
         parse_variant(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["rps", "rps_classwise_pred-r0.25", "rps-from-cub", "caam", "ddt", "centre_gaussian"]
+)
+def test_the_workflow_wildcard_accepts_every_valid_name(name):
+    assert re.fullmatch(WILDCARD, name)
+
+
+@pytest.mark.parametrize("name", ["rpss", "rps_classwise_x", "caam2"])
+def test_the_workflow_wildcard_refuses_names_the_grammar_refuses(name):
+    assert re.fullmatch(WILDCARD, name) is None
+
+
+@pytest.mark.parametrize(
+    ("selection", "classwise", "predicted", "ratio"),
+    [
+        ("global", False, False, 1.0),
+        ("classwise-r0.5", True, False, 0.5),
+        ("classwise-pred", True, True, 1.0),
+        ("classwise-pred-r0.1", True, True, 0.1),
+    ],
+)
+def test_representer_file_names_say_what_they_are_computed_from(
+    selection, classwise, predicted, ratio
+):
+    spec = parse_selection(selection)
+    assert (spec.classwise, spec.predicted_classes, spec.sampling_ratio) == (
+        classwise,
+        predicted,
+        ratio,
+    )
+
+
+def test_a_classwise_pred_variant_needs_a_classifier():
+    assert parse_variant("rps_classwise_pred").needs_classifier
 
 
 def test_the_foreground_predictor_of_a_subset_differs_from_the_full_one(training):

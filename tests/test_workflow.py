@@ -157,11 +157,37 @@ def test_sharded_and_unsharded_runs_give_identical_maps_metrics_and_foreground_p
                 np.testing.assert_array_equal(a[dataset][()], b[dataset][()], err_msg=str(path))
 
 
-def test_a_backbone_without_weights_runs_through_the_workflow(tmp_path):
-    config = tiny_config(backbones=["fixture"], variants=["rps"], eval_splits=["test"])
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """A small run of two backbones without trained weights: the fixture with `weights: none`,
+    and a random DINOv2 ViT-S/14 with registers, so the ViT path runs end to end (a 112-pixel
+    crop: an 8 x 8 patch grid, the 518-pixel position table interpolated)."""
+    workdir = tmp_path_factory.mktemp("untrained")
+    config = tiny_config(backbones=["fixture", "vit"], variants=["rps"], eval_splits=["test"])
     del config["datasets"]["tiny"]["threshold_split"]
     del config["datasets"]["base"]
-    config["backbones"]["fixture"]["weights"] = "none"
-    run_snakemake(tmp_path, config, paths.SUMMARY.format(dataset="tiny"))
-    summary = pd.read_csv(tmp_path / paths.SUMMARY.format(dataset="tiny"))
-    assert summary["weights"].tolist() == ["none"]
+    config["backbones"] = {
+        "fixture": {"arch": "fixture-colourfulness", "weights": "none"},
+        "vit": {"arch": "dinov2_vits14_reg", "weights": "random", "seed": 0},
+    }
+    run_snakemake(workdir, config, paths.SUMMARY.format(dataset="tiny"))
+    return workdir
+
+
+def test_a_backbone_without_weights_runs_through_the_workflow(untrained):
+    summary = pd.read_csv(untrained / paths.SUMMARY.format(dataset="tiny"))
+    assert summary.set_index("backbone")["weights"].to_dict() == {
+        "fixture": "none",
+        "vit": "random",
+    }
+
+
+def test_a_vit_localizes_through_the_workflow_on_its_patch_grid(untrained):
+    shard = paths.FEATURE_SHARD.format(dataset="tiny", backbone="vit", split="test", shard=0)
+    with h5py.File(untrained / shard) as handle:
+        attrs = dict(handle.attrs)
+    assert (attrs["feature_dim"], attrs["output_stride"]) == (384, 14)
+    assert (attrs["feature_height"], attrs["feature_width"]) == (8, 8)
+    assert attrs["backbone_arch"] == "dinov2_vits14_reg"
+    summary = pd.read_csv(untrained / paths.SUMMARY.format(dataset="tiny"))
+    assert summary.loc[summary.backbone == "vit", "max_box_acc_v2"].notna().all()

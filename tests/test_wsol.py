@@ -25,8 +25,7 @@ from rpsloc.datasets.records import ImageRecord
 from rpsloc.datasets.wsol import wsol_records
 from rpsloc.errors import InputError
 from rpsloc.manifest import build_manifest
-from rpsloc.masks import read_mask_image
-from rpsloc.transforms import mask_to_crop
+from rpsloc.masks import resized_mask
 
 # ----------------------------------------------------------------------------- real metadata
 
@@ -322,7 +321,7 @@ def test_cub_segmentation_masks_are_named_after_the_image_ids(cub):
 
 def test_cub_segmentation_masks_are_resized_like_the_image_and_binarised_at_one_half(cub):
     (record, _) = build_manifest(cub_dataset(cub, segmentations=str(cub / "segmentations")), "test")
-    mask = mask_to_crop(read_mask_image(record.mask_paths[0]), 480, 448)
+    mask = resized_mask(record.mask_paths[0], 480, 448, "linear")
     # grey 153 = 0.6 >= 0.5 on the left half (resized columns 0..239, crop columns 0..223)
     assert mask.shape == (448, 448)
     assert mask[:, :222].all() and not mask[:, 226:].any()

@@ -79,7 +79,9 @@ def trace_map(score_map: np.ndarray, thresholds: np.ndarray) -> TracedMap:
     """Threshold the uint8 map at each tau and trace the contours of each distinct result.
 
     Two thresholds give the same binary image exactly when as many pixels exceed both, so each
-    distinct image is traced once.
+    distinct image is traced once. The product `s * 255` is taken in float64, as the benchmark
+    does after `t2n`; the authors keep float32, which gives the same uint8 image for every
+    float32 value in [0, 1] (checked exhaustively, docs/method.md).
     """
     thresholds = _as_thresholds(thresholds)
     image = (check_score_map(score_map) * 255).astype(np.uint8)
@@ -185,9 +187,16 @@ def best_iou_per_threshold(
 
 
 def traced_best_ious(
-    traced: TracedMap, gt_boxes: np.ndarray, multi_contour: bool, clip_to_image: bool = True
+    traced: TracedMap,
+    gt_boxes: np.ndarray,
+    multi_contour: bool,
+    clip_to_image: bool = True,
+    empty_is_miss: bool = False,
 ) -> np.ndarray:
-    """(T,) best IoU at each threshold of a traced map (see `best_iou_per_threshold`)."""
+    """(T,) best IoU at each threshold of a traced map (see `best_iou_per_threshold`).
+
+    Where nothing exceeds a threshold the benchmark scores the box (0, 0, 0, 0); with
+    `empty_is_miss` the image has no box there and its IoU is 0, as in the authors' code."""
     gt = _as_boxes(gt_boxes, "gt_boxes")
     if len(gt) == 0:
         raise InputError("gt_boxes: expected at least one ground-truth box, found none")
@@ -199,4 +208,7 @@ def traced_best_ious(
         )
     boxes, starts = traced_boxes(traced, multi_contour, clip_to_image)
     best_per_box = box_iou(boxes, gt).max(axis=1)
-    return np.maximum.reduceat(best_per_box, starts)[traced.binary_of_threshold]
+    best = np.maximum.reduceat(best_per_box, starts)
+    if empty_is_miss:
+        best[[not found for found in traced.contours]] = 0.0
+    return best[traced.binary_of_threshold]

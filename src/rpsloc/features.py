@@ -35,6 +35,9 @@ from rpsloc.transforms import PreprocessedImages, boxes_to_crop
 
 log = logging.getLogger(__name__)
 
+#: `features.precision` values and how the files record them.
+PRECISIONS = {"fp32": "fp32", "bf16": "bf16-autocast"}
+
 
 def unit_features(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split `(B, C, h, w)` features into L2-normalised features and their norms (eps-guarded)."""
@@ -75,17 +78,22 @@ def extract_shard(
     num_workers: int = 0,
     device: str = "auto",
     provenance: Mapping[str, Any] | None = None,
-    bf16: bool | None = None,
+    precision: str = "fp32",
 ) -> None:
     """Run the backbone over one shard of a manifest and write the role's features to `out`.
-    `bf16`: bf16 autocast for the backbone; None (the workflow's choice) means on CUDA only."""
+
+    `precision` is `fp32` (the authors' numerics, the default on every device) or `bf16`
+    (autocast for the backbone, an explicit opt-in; the file says which). `output_stride` is the
+    one asked for; the file records the stride the model really has."""
     if role not in (TRAIN_ROLE, EVAL_ROLE):
         raise ValueError(f"role must be '{TRAIN_ROLE}' or '{EVAL_ROLE}', got {role!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     records = shard_records(read_manifest(manifest), shard, shard_size)
     torch_device = resolve_device(device)
     backbone = build_backbone(backbone_config, output_stride).to(torch_device)
     on_cuda = torch_device.type == "cuda"
-    bf16 = on_cuda if bf16 is None else bf16
+    bf16 = precision == "bf16"
     if on_cuda:
         backbone = backbone.to(memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(
@@ -104,9 +112,9 @@ def extract_shard(
         "images_sha256": shard_images_digest(Path(manifest), shard, shard_size),  # tracking
         "image_size": image_size,
         "crop_size": crop_size,
-        "output_stride": output_stride,
+        "output_stride": int(backbone.output_stride),
         "device": torch_device.type,
-        "precision": "bf16-autocast" if bf16 else "fp32",
+        "precision": PRECISIONS[precision],
         "rpsloc_version": __version__,
         **{f"backbone_{key}": value for key, value in backbone.provenance.items()},
         **(provenance or {}),
@@ -151,15 +159,19 @@ def _check_finite(features: torch.Tensor, records: Sequence[ImageRecord]) -> Non
 def _write_ground_truth(
     handle: h5py.File, records: Sequence[ImageRecord], image_size: int, crop_size: int
 ) -> None:
-    """Boxes in crop coordinates (METHOD.md section 1), flattened with per-image offsets."""
-    crop_boxes = [boxes_to_crop(r.boxes, r.width, r.height, image_size, crop_size) for r in records]
-    counts = [len(boxes) for boxes in crop_boxes]
+    """Boxes in crop coordinates (METHOD.md section 1), flattened with per-image offsets; and
+    the same from the annotation's own coordinates (1-based for Cars, Dogs, Aircraft), which
+    the authors' code converts unshifted (`authors_boxes`)."""
+    counts = [len(r.boxes) for r in records]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    flat = (
-        np.concatenate(crop_boxes).astype(np.int32) if sum(counts) else np.zeros((0, 4), np.int32)
-    )
-    boxes = handle.create_dataset("boxes", data=flat.reshape(-1, 4))
-    boxes.attrs["units"] = "pixels of the crop, x0 y0 x1 y1 inclusive"
+    for name, boxes_of in (("boxes", "boxes"), ("authors_boxes", "native_boxes")):
+        crop_boxes = [
+            boxes_to_crop(getattr(r, boxes_of), r.width, r.height, image_size, crop_size)
+            for r in records
+        ]
+        flat = np.concatenate(crop_boxes) if sum(counts) else np.zeros((0, 4))
+        boxes = handle.create_dataset(name, data=flat.astype(np.int32).reshape(-1, 4))
+        boxes.attrs["units"] = "pixels of the crop, x0 y0 x1 y1 inclusive"
     handle.create_dataset("box_offsets", data=offsets)
     handle.create_dataset(
         "image_sizes", data=np.array([[r.width, r.height] for r in records], dtype=np.int32)

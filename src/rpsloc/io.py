@@ -24,7 +24,9 @@ import pandas as pd
 from rpsloc.errors import IncompleteFileError, InputError
 
 COMPLETE = "complete"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The layout version of every HDF5 file rpsloc writes (docs/hdf5-layout.md); the workflow
+passes it to its rules as a param, so files of an older layout are rewritten, not misread."""
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -120,6 +122,13 @@ def open_h5(path: str | Path) -> h5py.File:
             f"{path}: file has no '{COMPLETE}' mark, so the run that wrote it did not finish; "
             "delete it and rerun (snakemake --rerun-incomplete)"
         )
+    version = int(handle.attrs.get("format_version", 0))
+    if version != FORMAT_VERSION:
+        handle.close()
+        raise IncompleteFileError(
+            f"{path}: layout version {version}, this rpsloc reads version {FORMAT_VERSION}; "
+            "the workflow rewrites such files on its next run (or delete it and rerun)"
+        )
     return handle
 
 
@@ -144,6 +153,7 @@ PROVENANCE_ATTRS = (
     "feature_height",
     "feature_width",
     "config_hash",
+    "precision",
     "rpsloc_version",
 )
 

@@ -68,6 +68,7 @@ class EvalShard:
     norms: np.ndarray  # (n, h, w)
     boxes: list[np.ndarray]  # per image (k, 4), crop coordinates
     crop_size: int
+    authors_boxes: list[np.ndarray]  # the same from the annotation's own (1-based) coordinates
 
 
 def check_stored_finite(path: str | Path, image_ids: Sequence[str], *arrays: np.ndarray) -> None:
@@ -102,6 +103,15 @@ def read_training_labels(shards: Sequence[str | Path]) -> np.ndarray:
     return np.concatenate(labels)
 
 
+def read_training_ids(shards: Sequence[str | Path]) -> list[str]:
+    """The image ids of a training split, in shard order."""
+    image_ids: list[str] = []
+    for shard in shards:
+        with _open_shard(shard, TRAIN_ROLE) as handle:
+            image_ids += read_strings(handle["image_ids"])
+    return image_ids
+
+
 def iter_training_shards(shards: Sequence[str | Path]) -> Iterator[TrainingShard]:
     """Yield the training statistics shard by shard, in order, refusing non-finite values."""
     for shard in shards:
@@ -132,6 +142,7 @@ def iter_eval_shards(
         with _open_shard(shard, EVAL_ROLE) as handle:
             offsets = handle["box_offsets"][()]
             flat = handle["boxes"][()]
+            native = handle["authors_boxes"][()]
             image_ids = read_strings(handle["image_ids"])
             features = (
                 handle["unit_features"][()] if with_features else np.empty((len(image_ids), 0))
@@ -145,6 +156,9 @@ def iter_eval_shards(
                 norms=norms,
                 boxes=[flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)],
                 crop_size=int(handle.attrs["crop_size"]),
+                authors_boxes=[
+                    native[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)
+                ],
             )
 
 

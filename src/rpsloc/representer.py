@@ -27,6 +27,8 @@ from rpsloc.readers import (
     ImageStatistics,
     TrainingShard,
     iter_training_shards,
+    read_top1,
+    read_training_ids,
     read_training_labels,
 )
 
@@ -276,14 +278,25 @@ def write_representer(
     sampling_ratio: float = 1.0,
     seed: int = 0,
     provenance: Mapping[str, Any] | None = None,
+    predictions: str | Path | None = None,
 ) -> list[ForegroundPredictor]:
     """The representer stage: `w*` (global or per class) from the training shards, and every
     kept training image's share of it, written to `out` (layout: docs/hdf5-layout.md).
 
+    With a classify-stage `predictions` file of the training split, class-wise predictors are
+    built from the classes the classifier predicts (its top-1) instead of the labels, as the
+    authors' code does with a classifier on ImageNet; the labels are then never read.
+
     Two passes over the shards, one shard in memory at a time: the first sums `a_n` and `b_n`
     per predictor, the second writes each kept image's shares, so memory does not grow with
     the training split (ImageNet's a_n and b_n alone are 21 GB)."""
-    labels = read_training_labels(train_shards)
+    if predictions is not None and not classwise:
+        raise ValueError("predicted training classes only serve class-wise predictors")
+    labels = (
+        read_training_labels(train_shards)
+        if predictions is None
+        else read_top1(predictions, read_training_ids(train_shards))
+    )
     selection = Selection.of(labels, classwise, sampling_ratio, seed)
     predictors = _predictors(
         selection, (shard.statistics for shard in iter_training_shards(train_shards))
@@ -293,6 +306,8 @@ def write_representer(
         **provenance_attrs(train_shards[0]),
         "stage": "representer",
         "mode": "classwise" if classwise else "global",
+        "classes": "ground truth" if predictions is None else "classifier top-1",
+        "predictions": str(predictions or ""),
         "sampling_ratio": sampling_ratio,
         "sampling_seed": seed,
         "n_training_images": len(labels),

@@ -16,10 +16,11 @@ def normalize_map(activation: np.ndarray) -> np.ndarray:
     activation = activation.astype(np.float32)
     if not np.isfinite(activation).all():
         raise ValueError("activation map has non-finite values")
-    low, high = float(activation.min()), float(activation.max())
-    if high - low <= 0:
+    low, high = activation.min(), activation.max()  # float32 scalars: every step in float32,
+    span = high - low  # as the authors' `(att - min) / (max - min)` on float32 tensors
+    if span <= 0:
         return np.zeros_like(activation)
-    return (activation - low) / (high - low)
+    return (activation - low) / span
 
 
 def upsample_map(score_map: np.ndarray, size: int) -> np.ndarray:

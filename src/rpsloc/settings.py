@@ -25,20 +25,27 @@ from rpsloc.errors import InputError
 from rpsloc.pretrain import PretrainSettings
 from rpsloc.variants import Variant, parse_variant
 
-_IMAGENET = {"image_size": 256, "crop_size": 224, "output_stride": 16, "threshold_split": None}
+_IMAGENET = {
+    "image_size": 256,
+    "crop_size": 224,
+    "output_stride": 16,
+    "threshold_split": None,
+    "mask_resize": "linear",
+}
 _FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
 _UNCROPPED = {**_IMAGENET, "image_size": 224}
 
 #: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
 #: stride; fine-grained sets at 480/448/32, the rest at ImageNet's 256/224/16 (the synthetic
 #: set and CIFAR uncropped at 224). CUB and ImageNet choose the threshold on val, as the
-#: authors do.
+#: authors do; masks are resized bilinearly (CUB's soft segmentations) except OpenImages', which
+#: the authors resize nearest-neighbour (rpsloc.masks).
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "wsol": _IMAGENET,
     "synthetic": _UNCROPPED,
     "cub": {**_FINE_GRAINED, "threshold_split": "val"},
     "ilsvrc": {**_IMAGENET, "threshold_split": "val"},
-    "openimages": _IMAGENET,
+    "openimages": {**_IMAGENET, "mask_resize": "nearest"},
     "cars": _FINE_GRAINED,
     "dogs": _FINE_GRAINED,
     "aircraft": _FINE_GRAINED,
@@ -48,9 +55,9 @@ PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def adapter_defaults(adapter: str) -> dict[str, Any]:
-    """image_size, crop_size, output_stride and threshold_split (None: no default) of an
-    adapter: the protocol its dataset is evaluated with unless the configuration says
-    otherwise (METHOD.md section 1)."""
+    """image_size, crop_size, output_stride, threshold_split (None: no default) and
+    mask_resize of an adapter: the protocol its dataset is evaluated with unless the
+    configuration says otherwise (METHOD.md sections 1 and 3)."""
     adapter_of({"adapter": adapter})
     return dict(PROTOCOL_DEFAULTS[adapter])
 
@@ -63,6 +70,7 @@ class FeatureSettings:
     batch_size: int
     num_workers: int
     device: str
+    precision: str  # fp32, or bf16 autocast (an explicit opt-in)
 
 
 @dataclass(frozen=True)
@@ -142,8 +150,11 @@ class DatasetSettings:
     train_split: str
     eval_splits: tuple[str, ...]
     threshold_split: str | None
-    image_size: int
+    image_size: int  # evaluated splits: resize, then centre crop (METHOD.md section 1)
     crop_size: int
+    train_image_size: int  # the training split: the authors' 224 x 224, no crop, by default
+    train_crop_size: int
+    mask_resize: str  # how ground-truth masks are resized (rpsloc.masks.MASK_RESIZES)
     output_strides: Mapping[str, int]  # backbone -> the stride its features really have
     backbones: tuple[str, ...]
     variants: tuple[Variant, ...]
@@ -178,6 +189,12 @@ class DatasetSettings:
     def role(self, split: str) -> str:
         """`train` for the split `w*` comes from, `eval` for the evaluated ones."""
         return "train" if split == self.train_split else "eval"
+
+    def geometry(self, split: str) -> tuple[int, int]:
+        """(resize, crop) of a split's images: the training split has its own (METHOD.md 1)."""
+        if self.role(split) == "train":
+            return self.train_image_size, self.train_crop_size
+        return self.image_size, self.crop_size
 
 
 @dataclass(frozen=True)
@@ -224,6 +241,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             batch_size=features.get("batch_size", 32),
             num_workers=features.get("num_workers", 4),
             device=features.get("device", "auto"),
+            precision=features.get("precision", "fp32"),
         ),
         evaluation=EvaluationSettings(
             interval=evaluation.get("cam_curve_interval", 0.01),
@@ -330,6 +348,13 @@ def _dataset(
         raise InputError(
             f"config: {where}.crop_size ({crop_size}) is larger than image_size ({image_size})"
         )
+    train_image_size = entry.get("train_image_size", 224)
+    train_crop_size = entry.get("train_crop_size") or train_image_size
+    if train_crop_size > train_image_size:
+        raise InputError(
+            f"config: {where}.train_crop_size ({train_crop_size}) is larger than "
+            f"train_image_size ({train_image_size})"
+        )
     eval_splits = tuple(entry["eval_splits"])
     if entry["train_split"] in eval_splits:
         raise InputError(
@@ -373,6 +398,9 @@ def _dataset(
         threshold_split=threshold_split,
         image_size=image_size,
         crop_size=crop_size,
+        train_image_size=train_image_size,
+        train_crop_size=train_crop_size,
+        mask_resize=entry.get("mask_resize", defaults["mask_resize"]),
         output_strides=strides,
         backbones=tuple(entry["backbones"]),
         variants=variants,
@@ -418,8 +446,10 @@ def _variant(dataset: str, name: str, classifier: str | None) -> Variant:
         variant = parse_variant(name)
     except ValueError as error:
         raise InputError(f"{where}: {error}") from error
-    if variant.class_source == "top1" and classifier is None:
-        raise InputError(f"{where} needs datasets.{dataset}.classifier (whose top-1 picks w*_k)")
+    if variant.needs_classifier and classifier is None:
+        raise InputError(
+            f"{where} needs datasets.{dataset}.classifier (whose top-1 picks or builds w*_k)"
+        )
     return variant
 
 

@@ -35,6 +35,9 @@ SUMMARY_COLUMNS = [
     "authors_box_acc_50",
     "authors_box_acc_70",
     "authors_box_acc_mean",
+    "authors_gt_known_loc",
+    "authors_top1_loc",
+    "authors_top5_loc",
     "pxap",
     "piou",
     "loc_protocol",  # Top-k Loc: datasets with a classifier (rpsloc.metrics)
@@ -77,7 +80,8 @@ def summary_table(
         }
         if headline.get("n_images", 0):
             row["authors_threshold_split"] = chooser_split
-            row.update(authors_protocol(read_csv(chooser.table), read_csv(result.table)))
+            threshold_table = None if chooser is result else read_csv(chooser.table)
+            row.update(authors_protocol(read_csv(result.table), threshold_table))
         rows.append(row)
     table = pd.DataFrame(rows)
     columns = [c for c in SUMMARY_COLUMNS if c in table.columns]

@@ -1,5 +1,5 @@
-"""Image and box preprocessing: RGB loading, resize + centre crop, boxes and masks to crop
-coordinates (METHOD.md section 1, docs/architecture.md "Images")."""
+"""Image and box preprocessing: RGB loading, resize + centre crop, boxes to crop coordinates
+(METHOD.md section 1, docs/architecture.md "Images"); masks are rpsloc.masks'."""
 
 from __future__ import annotations
 
@@ -113,30 +113,6 @@ def boxes_to_crop(boxes: np.ndarray, width: int, height: int, size: int, crop: i
     x1 = np.clip(moved[:, 2], x0, crop - 1)
     y1 = np.clip(moved[:, 3], y0, crop - 1)
     return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
-
-
-def mask_to_crop(mask: np.ndarray, size: int, crop: int) -> np.ndarray:
-    """Resize a (H, W) mask like the image (bilinear), centre crop, binarise at >= 0.5; a
-    (crop, crop) bool array (METHOD.md sections 1 and 3).
-
-    Values are foreground fractions: floats in [0, 1] (soft masks such as CUB's segmentations,
-    whose grey levels count annotators, stay soft until the threshold), bools as 0/1, uint8 as
-    value / 255 (so 255 is foreground like 1). Split an ignore value off before calling.
-    """
-    array = np.asarray(mask)
-    if array.ndim != 2:
-        raise ValueError(f"expected a (H, W) mask, found shape {array.shape}")
-    values = array.astype(np.float32)
-    if array.dtype == np.uint8:
-        values /= 255.0
-    if values.size and (values.min() < 0 or values.max() > 1):
-        raise ValueError(
-            f"expected mask values in [0, 1] (or uint8), found [{values.min()}, {values.max()}]"
-        )
-    offset = center_crop_offset(size, crop)
-    resized = Image.fromarray(values).resize((size, size), Image.BILINEAR)
-    cropped = resized.crop((offset, offset, offset + crop, offset + crop))
-    return np.asarray(cropped, dtype=np.float32) >= 0.5
 
 
 class PreprocessedImages(torch.utils.data.Dataset):

@@ -5,9 +5,15 @@ section 1, variants). One variant is one row of the summary.
     rps-r0.1                 ... from a random 10 % of it (fixed seed)
     rps_classwise_gt         one w*_k per class, the test image's ground-truth class picks it
     rps_classwise_top1       ... a classifier's top-1 prediction picks it
+    rps_classwise_pred       one w*_k per class of the training images as the classifier
+                             predicts them (their labels are never read), the test image's
+                             ground-truth class picks it: the authors' ImageNet setting
     rps_classwise_gt-r0.1    class-wise with a per-class quota of floor(N r / K) images
     rps-from-cifar10         w* computed on another configured dataset (zero-shot transfer)
     caam, ddt, centre_gaussian   baselines on the same cached features
+
+The grammar is written once, here: `PATTERN` parses names, `WILDCARD` (the same regex without
+groups) constrains the workflow's `{variant}` wildcard, `SELECTION_WILDCARD` its `{selection}`.
 """
 
 from __future__ import annotations
@@ -16,19 +22,28 @@ import re
 from dataclasses import dataclass
 
 BASELINES = ("caam", "ddt", "centre_gaussian")
+#: Where a class-wise variant's classes come from: `gt` and `top1` pick the test image's
+#: predictor by its label or a classifier's top-1; `pred` builds the predictors from the
+#: classifier's top-1 on the training images.
+CLASS_SOURCES = ("gt", "top1", "pred")
+_RATIO = r"0?\.[0-9]+|1"
+_DATASET = r"[A-Za-z][A-Za-z0-9_]*"
 PATTERN = re.compile(
-    r"^rps(?:_classwise_(?P<classwise>gt|top1))?"
-    r"(?:-r(?P<ratio>0?\.[0-9]+|1))?"
-    r"(?:-from-(?P<base>[A-Za-z][A-Za-z0-9_]*))?$"
+    rf"^rps(?:_classwise_(?P<classwise>{'|'.join(CLASS_SOURCES)}))?"
+    rf"(?:-r(?P<ratio>{_RATIO}))?"
+    rf"(?:-from-(?P<base>{_DATASET}))?$"
 )
-WILDCARD = "|".join(BASELINES) + r"|rps(?:_classwise_(?:gt|top1))?(?:-r[0-9.]+)?(?:-from-\w+)?"
+WILDCARD = "|".join(
+    [*BASELINES, re.sub(r"\(\?P<\w+>", "(?:", PATTERN.pattern.removeprefix("^").removesuffix("$"))]
+)
+SELECTION_WILDCARD = rf"(?:global|classwise|classwise-pred)(?:-r(?:{_RATIO}))?"
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     kind: str  # "rps" or a baseline name
-    class_source: str | None = None  # None (global w*), "gt" or "top1"
+    class_source: str | None = None  # None (global w*), or one of CLASS_SOURCES
     sampling_ratio: float = 1.0
     base_dataset: str | None = None
 
@@ -38,9 +53,18 @@ class Variant:
 
     @property
     def representer_selection(self) -> str:
-        """The representer file's name: `global`/`classwise`, with `-r<ratio>` when sampled."""
-        mode = "global" if self.class_source is None else "classwise"
+        """The representer file's name: `global`, `classwise` or `classwise-pred` (classes
+        predicted by the classifier), with `-r<ratio>` when sampled."""
+        if self.class_source is None:
+            mode = "global"
+        else:
+            mode = "classwise-pred" if self.class_source == "pred" else "classwise"
         return mode if self.sampling_ratio == 1 else f"{mode}-r{self.sampling_ratio:g}"
+
+    @property
+    def needs_classifier(self) -> bool:
+        """Whether a classifier's predictions pick or build the class-wise predictors."""
+        return self.class_source in ("top1", "pred")
 
 
 def parse_variant(name: str) -> Variant:
@@ -51,7 +75,7 @@ def parse_variant(name: str) -> Variant:
     if not match:
         raise ValueError(
             f"unknown map variant {name!r}; expected one of {', '.join(BASELINES)} or "
-            "rps[_classwise_gt|_classwise_top1][-r<ratio>][-from-<dataset>]"
+            f"rps[_classwise_{'|_classwise_'.join(CLASS_SOURCES)}][-r<ratio>][-from-<dataset>]"
         )
     ratio = float(match["ratio"]) if match["ratio"] else 1.0
     if not 0 < ratio <= 1:
@@ -64,9 +88,20 @@ def parse_variant(name: str) -> Variant:
     return Variant(name, "rps", match["classwise"], ratio, match["base"])
 
 
-def parse_selection(selection: str) -> tuple[bool, float]:
-    """(classwise, sampling ratio) of a representer file name such as `classwise-r0.1`."""
-    mode, _, ratio = selection.partition("-r")
-    if mode not in ("global", "classwise"):
+@dataclass(frozen=True)
+class RepresenterSpec:
+    """What a representer file is computed from (its name, e.g. `classwise-pred-r0.1`)."""
+
+    classwise: bool
+    predicted_classes: bool  # the classifier's top-1 on the training images, not their labels
+    sampling_ratio: float
+
+
+def parse_selection(selection: str) -> RepresenterSpec:
+    """The `RepresenterSpec` of a representer file name such as `classwise-r0.1`."""
+    if not re.fullmatch(SELECTION_WILDCARD, selection):
         raise ValueError(f"unknown representer selection {selection!r}")
-    return mode == "classwise", float(ratio) if ratio else 1.0
+    mode, _, ratio = selection.partition("-r")
+    return RepresenterSpec(
+        mode != "global", mode == "classwise-pred", float(ratio) if ratio else 1.0
+    )

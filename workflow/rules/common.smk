@@ -9,6 +9,8 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from rpsloc import paths
+from rpsloc.datasets.records import MANIFEST_COLUMNS
+from rpsloc.io import FORMAT_VERSION
 from rpsloc.datasets import source_files
 from rpsloc.readers import shard_count
 from rpsloc.settings import classifier_checkpoints, require_checkpoint_files, resolve_settings
@@ -19,7 +21,7 @@ from rpsloc.tracking import (
     shard_images_digest,
     stale_value,
 )
-from rpsloc.variants import WILDCARD as VARIANT_PATTERN, parse_selection, parse_variant
+from rpsloc.variants import SELECTION_WILDCARD, WILDCARD, parse_selection, parse_variant
 
 validate(config, "../schemas/config.schema.yaml")
 SETTINGS = resolve_settings(config)
@@ -34,8 +36,8 @@ wildcard_constraints:
     dataset=_alternatives(SETTINGS.datasets),
     backbone=_alternatives(SETTINGS.backbones),
     classifier=_alternatives(SETTINGS.classifiers),
-    variant=VARIANT_PATTERN,
-    selection=r"(global|classwise)(-r[0-9.]+)?",
+    variant=WILDCARD,
+    selection=SELECTION_WILDCARD,
     split="[A-Za-z0-9_]+",
     shard=r"\d+",
 
@@ -75,11 +77,12 @@ def get_classifier(wildcards):
 
 
 def get_split_geometry(wildcards):
-    """Resize, crop and the backbone's effective output stride for one dataset."""
+    """Resize and crop of a split's images and the backbone's effective output stride."""
     dataset = get_dataset(wildcards)
+    image_size, crop_size = dataset.geometry(wildcards.split)
     return {
-        "image_size": dataset.image_size,
-        "crop_size": dataset.crop_size,
+        "image_size": image_size,
+        "crop_size": crop_size,
         "output_stride": dataset.output_strides[wildcards.backbone],
     }
 
@@ -89,9 +92,9 @@ def get_split_role(wildcards):
 
 
 def get_representer_settings(wildcards):
-    classwise, ratio = parse_selection(wildcards.selection)
+    spec = parse_selection(wildcards.selection)
     seed = get_dataset(wildcards).sampling_seed
-    return {"classwise": classwise, "sampling_ratio": ratio, "seed": seed}
+    return {"classwise": spec.classwise, "sampling_ratio": spec.sampling_ratio, "seed": seed}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -300,6 +303,17 @@ def get_variant_predictions(wildcards):
     if parse_variant(wildcards.variant).class_source != "top1":
         return []
     return get_classifier_predictions(wildcards)
+
+
+def get_training_predictions(wildcards):
+    """The classifier's predictions on the training split, for w*_k built from the classes
+    it predicts (`rps_classwise_pred`)."""
+    if not parse_selection(wildcards.selection).predicted_classes:
+        return []
+    dataset = get_dataset(wildcards)
+    return paths.PREDICTIONS.format(
+        dataset=dataset.name, classifier=dataset.classifier, split=dataset.train_split
+    )
 
 
 def get_classifier_checkpoints(wildcards):

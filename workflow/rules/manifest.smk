@@ -12,6 +12,7 @@ checkpoint manifest:
     params:
         dataset=lambda wildcards: get_dataset(wildcards).layout,
         fingerprint=lambda wildcards: get_dataset(wildcards).fingerprint,
+        columns=MANIFEST_COLUMNS,
         work_dir=lambda wildcards: f"{paths.RESULTS}/{wildcards.dataset}",
     conda:
         "../envs/rpsloc.yaml"

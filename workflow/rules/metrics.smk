@@ -13,6 +13,7 @@ rule metrics:
         curve=paths.METRICS_CURVE,
     params:
         evaluation=EVALUATION,
+        mask_resize=lambda wildcards: get_dataset(wildcards).mask_resize,
     threads: 2
     conda:
         "../envs/rpsloc.yaml"

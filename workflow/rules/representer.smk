@@ -4,6 +4,7 @@ rule representer:
     input:
         shards=get_train_shards,
         checkpoint_record=checkpoint_record_of(paths.REPRESENTER),
+        predictions=get_training_predictions,
     output:
         paths.REPRESENTER,
     params:

@@ -21,6 +21,7 @@ with to_log(snakemake.log[0]):
         batch_size=settings["batch_size"],
         num_workers=settings["num_workers"],
         device=settings["device"],
+        precision=settings["precision"],
         provenance={
             "dataset": snakemake.wildcards.dataset,
             "split": snakemake.wildcards.split,

@@ -15,4 +15,5 @@ with to_log(snakemake.log[0]):
         iou_thresholds=evaluation["iou_thresholds"],
         workers=snakemake.threads,
         predictions=snakemake.input.predictions or None,
+        mask_resize=snakemake.params.mask_resize,
     )

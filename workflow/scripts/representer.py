@@ -5,5 +5,6 @@ with to_log(snakemake.log[0]):
     write_representer(
         train_shards=list(snakemake.input.shards),
         out=snakemake.output[0],
+        predictions=snakemake.input.predictions or None,
         **snakemake.params.settings,
     )

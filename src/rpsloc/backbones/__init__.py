@@ -3,8 +3,9 @@
 
 Every backbone maps `(B, 3, H, W)` ImageNet-normalised images to `(B, C, H/s, W/s)` features and
 carries `feature_dim`, `output_stride` and `provenance`. The models keep torchvision's (ResNet,
-VGG16) and DINO's (ViT) parameter names, so the checkpoints users bring load without renaming
-(`rpsloc.backbones.checkpoints`). The registry is the one place that says which output strides
+VGG16) and the publishing projects' (DINO, iBOT, MAE, MoCo v3, DINOv2 ViTs) parameter names, so
+the checkpoints users bring load without renaming (`rpsloc.backbones.checkpoints`; every arch
+and format in docs/backbones.md). The registry is the one place that says which output strides
 an architecture gives (`effective_output_stride`); architectures that are not built in come from
 installed plugins (entry points of the group `rpsloc.backbones`).
 """
@@ -23,8 +24,8 @@ import torch
 from torch import nn
 
 from rpsloc.backbones.resnet import ccam_resnet50, resnet50, resnet_small
-from rpsloc.backbones.vgg import VGG16
-from rpsloc.backbones.vit import dino_vit
+from rpsloc.backbones.vgg import vgg16, vgg16_bn
+from rpsloc.backbones.vit import vision_transformer
 from rpsloc.errors import InputError
 
 __all__ = [
@@ -97,21 +98,55 @@ def parse_weights(value: str | Path) -> Weights:
     return _WORDS.get(text) or Weights("file", Path(text))
 
 
-def _dino_vit(arch: str, patch_size: int, embed_dim: int, num_heads: int) -> Architecture:
-    factory = partial(dino_vit, embed_dim=embed_dim, num_heads=num_heads, arch=arch)
+def _vit(
+    arch: str, patch_size: int, embed_dim: int, depth: int, num_heads: int, **options: Any
+) -> Architecture:
+    """A ViT record: its features lie on its patch grid (`rpsloc.backbones.vit`)."""
+    factory = partial(
+        vision_transformer,
+        arch=arch,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        **options,
+    )
     return Architecture(factory, (patch_size,), patch_grid=True)
 
 
-#: The architectures that come with rpsloc, by config name (`arch`).
+#: DINOv2's hub models (dinov2/hub/backbones.py): a 518-pixel position table, LayerScale and
+#: the mask token; with registers, 4 register tokens and interpolation to the exact size with
+#: antialiasing instead of DINO's offset scale factor.
+_DINOV2: dict[str, Any] = {"img_size": 518, "layer_scale": True, "mask_token": True}
+_DINOV2_REG: dict[str, Any] = {
+    **_DINOV2,
+    "registers": 4,
+    "interpolate_offset": 0.0,
+    "interpolate_antialias": True,
+}
+
+#: The architectures that come with rpsloc, by config name (`arch`). DINO's ViTs (`vit_*`) also
+#: hold iBOT's and MAE's checkpoints, which have their names and heads; MoCo v3's ViT-S has 12
+#: heads where DINO's has 6, so MoCo v3 has its own (docs/backbones.md).
 BUILT_IN: dict[str, Architecture] = {
     "resnet50": Architecture(resnet50, (32, 16, 8)),
     "ccam": Architecture(ccam_resnet50, (16, 8)),
     "resnet_small": Architecture(resnet_small, (32, 16, 8), options=("width", "depth")),
-    "vgg16": Architecture(VGG16, (8,)),
-    "vit_s16": _dino_vit("vit_s16", 16, 384, 6),
-    "vit_s8": _dino_vit("vit_s8", 8, 384, 6),
-    "vit_b16": _dino_vit("vit_b16", 16, 768, 12),
-    "vit_b8": _dino_vit("vit_b8", 8, 768, 12),
+    "vgg16": Architecture(vgg16, (8,)),
+    "vgg16_bn": Architecture(vgg16_bn, (8,)),
+    "vit_s16": _vit("vit_s16", 16, 384, 12, 6),
+    "vit_s8": _vit("vit_s8", 8, 384, 12, 6),
+    "vit_b16": _vit("vit_b16", 16, 768, 12, 12),
+    "vit_b8": _vit("vit_b8", 8, 768, 12, 12),
+    "mocov3_vits16": _vit("mocov3_vits16", 16, 384, 12, 12, sincos_position=True),
+    "mocov3_vitb16": _vit("mocov3_vitb16", 16, 768, 12, 12, sincos_position=True),
+    "dinov2_vits14": _vit("dinov2_vits14", 14, 384, 12, 6, **_DINOV2),
+    "dinov2_vitb14": _vit("dinov2_vitb14", 14, 768, 12, 12, **_DINOV2),
+    "dinov2_vitl14": _vit("dinov2_vitl14", 14, 1024, 24, 16, **_DINOV2),
+    "dinov2_vitg14": _vit("dinov2_vitg14", 14, 1536, 40, 24, swiglu=True, **_DINOV2),
+    "dinov2_vits14_reg": _vit("dinov2_vits14_reg", 14, 384, 12, 6, **_DINOV2_REG),
+    "dinov2_vitb14_reg": _vit("dinov2_vitb14_reg", 14, 768, 12, 12, **_DINOV2_REG),
+    "dinov2_vitl14_reg": _vit("dinov2_vitl14_reg", 14, 1024, 24, 16, **_DINOV2_REG),
+    "dinov2_vitg14_reg": _vit("dinov2_vitg14_reg", 14, 1536, 40, 24, swiglu=True, **_DINOV2_REG),
 }
 
 

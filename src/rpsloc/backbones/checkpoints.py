@@ -1,15 +1,19 @@
-"""Checkpoints as projects publish them, read safely and loaded strictly (METHOD.md section 4).
+"""Checkpoints as projects publish them, read safely and loaded strictly (METHOD.md section 4;
+docs/backbones.md).
 
-Checkpoints are unpickled with `weights_only=True`: a file that needs arbitrary code to load is
-refused, never run. A format says where a project keeps the backbone in its file (container key,
-key prefix); the tensors left after stripping them must fit the architecture exactly, only heads
-may be missing or extra, and every one of them must be finite. Nothing is ever downloaded: a
-missing file is an error naming who publishes its format.
+A safetensors file (recognised by its header, whatever its name) is read by `safetensors`, which
+never unpickles; any other file is unpickled with `weights_only=True`: a file that needs
+arbitrary code to load is refused, never run. A format says where a project keeps the backbone
+in its file (container key, key prefix), which archs it is published for, and which of the
+project's own extra entries (decoders, prototypes) to ignore; the tensors left must fit the
+architecture exactly, only heads and those extras may be missing or extra, and every ignored
+entry is listed; every loaded tensor must be finite. Nothing is ever downloaded: a missing file
+is an error naming who publishes its format.
 
 Before anything is unpickled, `read_checkpoint` tells a damaged file from a foreign one and from
 an unsafe one, since each asks the user for something else: copy a truncated file again, bring
 the right file, or re-save a trusted one. A file whose tensors would take more than the size
-limit in memory is refused from its zip directory alone.
+limit in memory is refused from its zip directory (or its size) alone.
 """
 
 from __future__ import annotations
@@ -18,15 +22,18 @@ import argparse
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
-from rpsloc.backbones import arch_options, architecture
+from rpsloc.backbones import BUILT_IN, arch_options, architecture
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.io import file_sha256
 
@@ -34,26 +41,93 @@ __all__ = [
     "CHECKPOINT_FORMATS",
     "DEFAULT_MAX_BYTES",
     "FORMAT_ALIASES",
+    "TIMM_DINOV2_NAMES",
     "CheckpointFormat",
     "LoadReport",
     "apply_checkpoint_state",
     "check_checkpoint",
     "fit_checkpoint",
+    "from_timm_dinov2",
+    "is_safetensors",
     "load_checkpoint_state",
     "read_checkpoint",
     "require_checkpoint_file",
 ]
 
+Shapes = Mapping[str, tuple[int, ...]]
+#: A format's conversion of its project's names and layout to the model's: the converted state
+#: and the entries it set itself (absent from the file); None when the file is not in its layout.
+Conversion = Callable[[dict[str, Any], Shapes], tuple[dict[str, Any], list[str]] | None]
+
 
 @dataclass(frozen=True)
 class CheckpointFormat:
-    """Where a project keeps the backbone weights in its checkpoint (METHOD.md 4 table)."""
+    """Where a project keeps the backbone weights in its checkpoint (METHOD.md 4 table).
+
+    `archs`: the archs the project publishes in this layout (None: any); a file in a format
+    made for other archs is not loaded into this one (MoCo v3's ViT-S has DINO's ViT-S tensors
+    but twice its heads). `ignored`: first name components of the project's own extra entries
+    (SwAV's prototypes, MAE's decoder), ignored and listed like heads. `convert`: renames a
+    project's names to the model's (`from_timm_dinov2`).
+    """
 
     name: str
     container: str | None  # key of the state dict in the file; None: the file is the state dict
     prefix: str  # prefix of the backbone keys, stripped before loading
     published_by: str
+    archs: tuple[str, ...] | None = None
+    ignored: tuple[str, ...] = ()
+    convert: Conversion | None = None
 
+    def holds(self, arch: str) -> bool:
+        """Whether the format is published for `arch`."""
+        return self.archs is None or arch in self.archs
+
+
+#: timm's names for DINOv2 tensors where they differ from DINOv2's (timm's `_convert_dinov2`
+#: read backwards), timm's name part -> DINOv2's. A rename applies only where the model has the
+#: DINOv2 name and not timm's: the MLP ones in ViT-g/14 (SwiGLU), whose `mlp.fc1` is `mlp.w12`.
+TIMM_DINOV2_NAMES: dict[str, str] = {
+    "reg_token": "register_tokens",
+    "mlp.fc1.": "mlp.w12.",
+    "mlp.fc2.": "mlp.w3.",
+}
+
+
+def from_timm_dinov2(
+    state: dict[str, Any], expected: Shapes
+) -> tuple[dict[str, Any], list[str]] | None:
+    """A timm DINOv2 state dict in DINOv2's names and layout; None when `state` holds the
+    `mask_token` that timm always drops (then it is not timm's layout).
+
+    Besides the renames of TIMM_DINOV2_NAMES, timm's DINOv2 with registers keeps no position for
+    the CLS token (its `cls_token` already holds cls + that position): a `pos_embed` one
+    position short gets a zero CLS position, which computes the same tokens. DINOv2's
+    `mask_token`, used only in training, is set to zeros and listed.
+    """
+    if "mask_token" in state:
+        return None
+    converted: dict[str, Any] = {}
+    for key, value in state.items():
+        for timm_name, dinov2_name in TIMM_DINOV2_NAMES.items():
+            renamed = key.replace(timm_name, dinov2_name)
+            if renamed != key and renamed in expected and key not in expected:
+                key = renamed
+        converted[key] = value
+    position = converted.get("pos_embed")
+    if isinstance(position, torch.Tensor) and position.ndim == 3:
+        _, n, dim = position.shape
+        if expected.get("pos_embed") == (1, n + 1, dim):
+            converted["pos_embed"] = torch.cat([position.new_zeros(1, 1, dim), position], dim=1)
+    if "mask_token" not in expected:
+        return converted, []
+    converted["mask_token"] = torch.zeros(expected["mask_token"])
+    return converted, ["mask_token"]
+
+
+#: The archs whose checkpoints MoCo v3 publishes, and DINOv2's.
+_MOCO_V3 = ("resnet50", "mocov3_vits16", "mocov3_vitb16")
+_DINOV2 = tuple(arch for arch in BUILT_IN if arch.startswith("dinov2_"))
 
 CHECKPOINT_FORMATS: dict[str, CheckpointFormat] = {
     f.name: f
@@ -68,7 +142,12 @@ CHECKPOINT_FORMATS: dict[str, CheckpointFormat] = {
             "WXinlong/DenseCL (DenseCL), xieenze/DetCo (DetCo), MoCo v2 converted",
         ),
         CheckpointFormat(
-            "moco_v3", "state_dict", "module.", "facebookresearch/moco-v3 (linear-eval checkpoint)"
+            "moco_v3",
+            "state_dict",
+            "module.",
+            "facebookresearch/moco-v3 (linear-eval checkpoints: linear-1000ep.pth.tar, "
+            "linear-vit-s-300ep.pth.tar, linear-vit-b-300ep.pth.tar)",
+            archs=_MOCO_V3,
         ),
         CheckpointFormat(
             "torchvision",
@@ -88,6 +167,71 @@ CHECKPOINT_FORMATS: dict[str, CheckpointFormat] = {
             None,
             "module.",
             "any model saved from nn.DataParallel (e.g. CUB-trained ResNet-50 classifiers)",
+        ),
+        CheckpointFormat(
+            "moco_v3_pretrain",
+            "state_dict",
+            "module.base_encoder.",
+            "facebookresearch/moco-v3 (pretraining checkpoints: r-50-1000ep.pth.tar, "
+            "vit-s-300ep.pth.tar, vit-b-300ep.pth.tar; momentum encoder and predictor ignored)",
+            archs=_MOCO_V3,
+        ),
+        CheckpointFormat(
+            "swav",
+            None,
+            "module.",
+            "facebookresearch/swav (swav_800ep_pretrain.pth.tar, also its DeepCluster-v2 and "
+            "SeLa-v2 ResNet-50s; projection_head and prototypes ignored)",
+            archs=("resnet50",),
+            ignored=("projection_head", "prototypes"),
+        ),
+        CheckpointFormat(
+            "ibot",
+            "state_dict",
+            "",
+            "bytedance/ibot (checkpoint_teacher.pth of vits_16, vitb_16: the teacher backbone)",
+            archs=("vit_s16", "vit_b16"),
+        ),
+        CheckpointFormat(
+            "teacher",
+            "teacher",
+            "backbone.",
+            "bytedance/ibot and facebookresearch/dino full checkpoints (checkpoint.pth): the "
+            "teacher's backbone; student, heads and optimizer ignored",
+        ),
+        CheckpointFormat(
+            "mae",
+            "model",
+            "",
+            "facebookresearch/mae (mae_pretrain_vit_base.pth; the decoder of a main_pretrain.py "
+            "checkpoint is ignored)",
+            archs=("vit_b16",),
+            ignored=(
+                "mask_token",
+                "decoder_embed",
+                "decoder_blocks",
+                "decoder_norm",
+                "decoder_pred",
+                "decoder_pos_embed",
+            ),
+        ),
+        CheckpointFormat(
+            "dinov2",
+            None,
+            "",
+            "facebookresearch/dinov2 (dinov2_vits14_pretrain.pth, ..., dinov2_vitg14_pretrain.pth"
+            "; with registers dinov2_vits14_reg4_pretrain.pth, ...)",
+            archs=_DINOV2,
+        ),
+        CheckpointFormat(
+            "timm",
+            None,
+            "",
+            "huggingface/pytorch-image-models (timm's DINOv2 model.safetensors: "
+            "timm/vit_small_patch14_dinov2.lvd142m, timm/vit_small_patch14_reg4_dinov2.lvd142m, "
+            "...)",
+            archs=_DINOV2,
+            convert=from_timm_dinov2,
         ),
     )
 }
@@ -128,15 +272,24 @@ class LoadReport:
     defaulted_keys: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     kind: str = "backbone"  # what the tensors are: "backbone", "classifier", "linear head"
+    filled_keys: list[str] = field(default_factory=list)  # set by the format (timm's mask_token)
+    reader: str = "torch.load"  # or "safetensors"
+    prefix: str = ""  # the format's key prefix, to group the ignored entries
     ignored_entries: list[str] = field(default_factory=list)  # one line per ignored key
     outside_container: list[str] = field(default_factory=list)  # top-level entries not read
 
     def summary(self) -> str:
-        """Lines for humans: file, hash, format, counts, and every entry that was not loaded
-        with its shape and size, so nothing in the file is dropped unseen."""
+        """Lines for humans: file, hash, reader, format, counts, every group of ignored entries
+        and every ignored entry with its shape and size (nothing is dropped unseen)."""
+        read = (
+            "safetensors (nothing unpickled)"
+            if self.reader == "safetensors"
+            else "torch.load (weights_only=True)"
+        )
         lines = [
             f"checkpoint {self.path}",
             f"  sha256 {self.checkpoint_sha256}",
+            f"  read by {read}",
             f"  format {self.format}, arch {self.arch}{_described(self.options)}: "
             f"{self.n_loaded} {self.kind} tensors loaded",
         ]
@@ -145,9 +298,14 @@ class LoadReport:
                 f"  {len(self.defaulted_keys)} BatchNorm num_batches_tracked counters absent "
                 "(unused in eval mode, set to 0)"
             )
+        if self.filled_keys:
+            lines.append(
+                f"  {', '.join(self.filled_keys)} absent: format {self.format} does not keep it "
+                "(used only in training), set to 0"
+            )
         lines.append(
-            f"  {len(self.ignored_keys)} checkpoint entries ignored (heads, or outside the "
-            f"{self.kind} prefix){':' if self.ignored_entries else ''}"
+            f"  {len(self.ignored_keys)} checkpoint entries ignored (heads, the project's own "
+            f"extras, or outside the {self.kind} prefix){_grouped(self.ignored_keys, self.prefix)}"
         )
         lines += [f"    {entry}" for entry in self.ignored_entries]
         if self.outside_container:
@@ -186,6 +344,24 @@ def _first(keys: list[str], n: int = 5) -> str:
     return ": " + ", ".join(keys[:n]) + more
 
 
+def _grouped(keys: list[str], prefix: str) -> str:
+    """Every ignored module with its count: a key is grouped under its leading name parts up to
+    the first one that leaves `prefix` (`module.momentum_encoder.*` beside the prefix
+    `module.base_encoder.`, `module.base_encoder.head.*` inside it)."""
+    if not keys:
+        return ""
+    inside = prefix.split(".")[:-1]
+    groups: Counter[str] = Counter()
+    for key in keys:
+        parts = key.split(".")
+        shared = 0
+        while shared < min(len(inside), len(parts) - 1) and parts[shared] == inside[shared]:
+            shared += 1
+        head = parts[: shared + 1]
+        groups[".".join(head) + (".*" if len(parts) > len(head) else "")] += 1
+    return ": " + ", ".join(f"{group} ({count})" for group, count in groups.items())
+
+
 def _publishers(checkpoint_format: str, formats: Mapping[str, CheckpointFormat]) -> str:
     name = FORMAT_ALIASES.get(checkpoint_format, checkpoint_format)
     if name in formats:
@@ -214,6 +390,14 @@ def require_checkpoint_file(
     return path
 
 
+def is_safetensors(path: str | Path) -> bool:
+    """Whether `path` is a safetensors file, by its header (an 8-byte little-endian length,
+    then a JSON object), whatever its name: torch's zip and pickle files never start so."""
+    with open(path, "rb") as stream:
+        head = stream.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
 def read_checkpoint(
     path: str | Path,
     arch: str,
@@ -222,11 +406,20 @@ def read_checkpoint(
     key: str = "backbone `weights`",
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Any:
-    """torch.load with weights_only=True; anything beyond tensors and SAFE_GLOBALS is refused.
-    A missing file is reported by `require_checkpoint_file`; an empty, truncated, foreign or
-    too large file by `_check_container` before it is unpickled; and a pickle that cannot be
-    read says whether it asked for code (naming the globals) or is damaged."""
+    """The checkpoint's contents, read safely: a safetensors file by `safetensors` (a flat dict
+    of tensors; nothing is unpickled), any other by torch.load with weights_only=True, which
+    refuses anything beyond tensors and SAFE_GLOBALS. A missing file is reported by
+    `require_checkpoint_file`; an empty, truncated, foreign or too large file by
+    `_check_container` before it is read; and a pickle that cannot be read says whether it asked
+    for code (naming the globals) or is damaged."""
     path = require_checkpoint_file(path, arch, checkpoint_format, formats, key)
+    if is_safetensors(path):
+        _refuse_oversized(path, path.stat().st_size, max_bytes)
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            message = f"checkpoint {path} could not be read by safetensors: {exc}"
+            raise CheckpointError(message) from exc
     _check_container(path, max_bytes)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
@@ -277,21 +470,25 @@ def _check_container(path: Path, max_bytes: int) -> None:
                 f"checkpoint {path} is a zip archive but not a PyTorch checkpoint: none of "
                 f"its {len(names)} entries is a data.pkl (first: {names[:5]})"
             )
-        inflated = sum(entry.file_size for entry in entries)
+        _refuse_oversized(path, sum(entry.file_size for entry in entries), max_bytes)
     elif head[0] == 0x80:  # a pickle of protocol 2 or later: torch.save before PyTorch 1.6
-        inflated = size
+        _refuse_oversized(path, size, max_bytes)
     else:
         raise CheckpointError(
             f"checkpoint {path} is not a PyTorch checkpoint: it is {_file_kind(head)} (first "
             f"bytes {head[:8]!r}), where torch.save writes a zip archive, or a pickle before "
-            "PyTorch 1.6"
+            "PyTorch 1.6, and safetensors a JSON header"
         )
+
+
+def _refuse_oversized(path: Path, inflated: int, max_bytes: int) -> None:
+    """A file that would take more than `max_bytes` in memory is refused before it is read."""
     if inflated > max_bytes:
         raise CheckpointError(
-            f"checkpoint {path} holds {_bytes(inflated)} uncompressed ({_bytes(size)} on "
-            f"disk), more than the limit of {_bytes(max_bytes)}, and was not loaded. If the "
-            "file is what you meant, raise checkpoints.max_size_gb in the config (or "
-            "--max-size-gb of rpsloc weights check)"
+            f"checkpoint {path} holds {_bytes(inflated)} uncompressed "
+            f"({_bytes(path.stat().st_size)} on disk), more than the limit of "
+            f"{_bytes(max_bytes)}, and was not loaded. If the file is what you meant, raise "
+            "checkpoints.max_size_gb in the config (or --max-size-gb of rpsloc weights check)"
         )
 
 
@@ -309,9 +506,6 @@ def _file_kind(head: bytes) -> str:
             return kind
     if head[257:262] == b"ustar":
         return "a tar archive (unpack it: the checkpoint may be inside)"
-    header_length = int.from_bytes(head[:8], "little")
-    if 0 < header_length < 10**8 and head[8:10] == b'{"':
-        return "a safetensors file (save its tensors with torch.save)"
     if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
         return "a text file"
     return "unrecognised binary data"
@@ -354,53 +548,84 @@ class _Fit:
     unexpected: list[str]
     misshaped: list[str]
     kind: str = "backbone"
-    ignored_entries: list[str] = field(default_factory=list)
-    outside_container: list[str] = field(default_factory=list)
+    extras: list[str] = field(default_factory=list)  # ignored as the format's own extras
+    filled: list[str] = field(default_factory=list)  # set by the format's conversion
+    ignored_entries: list[str] = field(default_factory=list)  # each ignored key, why, its size
+    outside_container: list[str] = field(default_factory=list)  # top-level entries not read
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.misshaped)
 
+    @property
+    def specificity(self) -> tuple[int, bool]:
+        """How closely the format describes the file, for "auto" to choose among formats that
+        fit: first its own extras (found: 1; none expected: 0; expected but absent: -1, so a
+        bare DataParallel ResNet-50 is `dataparallel`, not `swav`), then whether it is made for
+        particular archs, the file's among them (a DINOv2 file is `dinov2`, not the generic
+        `torchvision`)."""
+        own = (1 if self.extras else -1) if self.fmt.ignored else 0
+        return own, self.fmt.archs is not None
+
     def describe(self, path: Path, n_expected: int) -> str:
         container = "the file itself" if self.fmt.container is None else repr(self.fmt.container)
+        renamed = ", names converted" if self.fmt.convert else ""
         return (
             f"checkpoint {path} as format {self.fmt.name} (container {container}, prefix "
-            f"{self.fmt.prefix!r}): {len(self.state)} of {n_expected} {self.kind} tensors match; "
-            f"{len(self.missing)} missing{_first(self.missing)}; "
+            f"{self.fmt.prefix!r}{renamed}): {len(self.state)} of {n_expected} {self.kind} "
+            f"tensors match; {len(self.missing)} missing{_first(self.missing)}; "
             f"{len(self.unexpected)} unexpected{_first(self.unexpected)}; "
             f"{len(self.misshaped)} with the wrong shape{_first(self.misshaped)}"
         )
 
 
-def _fit(
-    raw: Any, fmt: CheckpointFormat, expected: Mapping[str, tuple[int, ...]], kind: str
-) -> _Fit | None:
-    """Strip container and prefix, and compare with the architecture; None if not applicable."""
+def _contents(raw: Any, fmt: CheckpointFormat) -> Mapping[Any, Any] | None:
+    """The entries of `fmt`'s container in `raw`; None when `raw` is not in `fmt`'s layout (no
+    such container, or no key with its prefix)."""
     if not isinstance(raw, Mapping):
         return None
     source = raw if fmt.container is None else raw.get(fmt.container)
     if not isinstance(source, Mapping):
         return None
-    keys = [str(k) for k in source]
-    if fmt.prefix and not any(k.startswith(fmt.prefix) for k in keys):
+    if fmt.prefix and not any(str(k).startswith(fmt.prefix) for k in source):
         return None
+    return source
+
+
+def _fit(raw: Any, fmt: CheckpointFormat, expected: Shapes, kind: str) -> _Fit | None:
+    """Strip container and prefix, convert, and compare with the architecture; None if not
+    applicable."""
+    source = _contents(raw, fmt)
+    if source is None:
+        return None
+    entries = {str(k): v for k, v in source.items()}
+    ignored = [k for k in entries if not k.startswith(fmt.prefix)]
+    inside = {k[len(fmt.prefix) :]: v for k, v in entries.items() if k.startswith(fmt.prefix)}
+    filled: list[str] = []
+    if fmt.convert is not None:
+        converted = fmt.convert(inside, expected)
+        if converted is None:
+            return None
+        inside, filled = converted
     state: dict[str, torch.Tensor] = {}
-    ignored: list[str] = []
-    entries: list[str] = []
+    listed = [f"{k}: {_entry(entries[k])} (outside the prefix {fmt.prefix!r})" for k in ignored]
+    extras: list[str] = []
     unexpected: list[str] = []
     misshaped: list[str] = []
     wrong: set[str] = set()
-    for key, value in source.items():
-        key = str(key)
-        name = key[len(fmt.prefix) :]
-        if not key.startswith(fmt.prefix) or (
-            name not in expected and name.split(".", 1)[0] in HEAD_MODULES
-        ):
-            ignored.append(key)
-            why = "a head" if key.startswith(fmt.prefix) else f"outside the prefix {fmt.prefix!r}"
-            entries.append(f"{key}: {_entry(value)} ({why})")
-        elif name not in expected:
-            unexpected.append(key)
+    for name, value in inside.items():
+        key = fmt.prefix + name
+        first = name.split(".", 1)[0]
+        if name not in expected:
+            own = first in fmt.ignored
+            if own:
+                extras.append(key)
+            if own or first in HEAD_MODULES:
+                ignored.append(key)
+                why = f"an extra of format {fmt.name}" if own else "a head"
+                listed.append(f"{key}: {_entry(value)} ({why})")
+            else:
+                unexpected.append(key)
         elif not isinstance(value, torch.Tensor):
             wrong.add(name)
             misshaped.append(f"{key} (a {type(value).__name__}, not a tensor)")
@@ -418,7 +643,18 @@ def _fit(
         if fmt.container is not None and k != fmt.container
     ]
     return _Fit(
-        fmt, state, ignored, defaulted, missing, unexpected, misshaped, kind, entries, outside
+        fmt,
+        state,
+        ignored,
+        defaulted,
+        missing,
+        unexpected,
+        misshaped,
+        kind,
+        extras,
+        filled,
+        listed,
+        outside,
     )
 
 
@@ -458,8 +694,9 @@ def load_checkpoint_state(
     The container key and key prefix of `checkpoint_format` are stripped; every backbone
     parameter and buffer must then be present with the right shape (BatchNorm's
     `num_batches_tracked` may be absent); only heads (`fc`, `head`, projector, predictor,
-    classifier) may be missing or extra, and keys outside the prefix are ignored. With "auto"
-    every applicable format is tried and exactly one must fit. `options` size a configurable
+    classifier) and the format's own extras may be missing or extra, and keys outside the
+    prefix are ignored, all of them listed in the report. With "auto" every format published
+    for `arch` is tried and one must fit (`fit_checkpoint`). `options` size a configurable
     architecture (its record's `options`); None takes those the checkpoint records, else the
     defaults. A file holding more than `max_bytes` uncompressed is refused before it is read.
     Raises `CheckpointError`.
@@ -479,19 +716,25 @@ def fit_checkpoint(
     raw: Any,
     path: Path,
     arch: str,
-    expected: Mapping[str, tuple[int, ...]],
+    expected: Shapes,
     checkpoint_format: str = "auto",
     formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
     kind: str = "backbone",
     options: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """The state dict of a checkpoint `raw` (read from `path`) that fits the parameter and
-    buffer shapes `expected` of `arch`, in `checkpoint_format` or, with "auto", in exactly one
-    of `formats` (the rules of `load_checkpoint_state`). `kind` names the tensors in messages.
-    Raises `CheckpointError`."""
+    buffer shapes `expected` of `arch`, in `checkpoint_format` or, with "auto", in one of the
+    `formats` published for `arch`: the one that fits, or of several the most specific
+    (`_Fit.specificity`; a tie is an error). The rules of `load_checkpoint_state`. `kind`
+    names the tensors in messages. Raises `CheckpointError`."""
     path = Path(path)
     fmt = _resolve_format(checkpoint_format, formats)
     if fmt is not None:
+        if not fmt.holds(arch):
+            raise CheckpointError(
+                f"checkpoint format {fmt.name} is published for the archs {list(fmt.archs or ())}"
+                f", not {arch!r}: set the {kind}'s arch to the one its project trained"
+            )
         fit = _fit(raw, fmt, expected, kind)
         if fit is None:
             top = list(raw)[:10] if isinstance(raw, Mapping) else type(raw).__name__
@@ -504,8 +747,11 @@ def fit_checkpoint(
                 f"{fit.describe(path, len(expected))}; only heads may be missing or extra"
             )
     else:
-        fits = [f for f in (_fit(raw, x, expected, kind) for x in formats.values()) if f]
+        candidates = [f for f in formats.values() if f.holds(arch)]
+        fits = [f for f in (_fit(raw, x, expected, kind) for x in candidates) if f]
         good = [f for f in fits if f.ok]
+        best = max((f.specificity for f in good), default=None)
+        good = [f for f in good if f.specificity == best]
         if len(good) > 1:
             raise CheckpointError(
                 f"checkpoint {path} fits several formats for arch {arch!r}: "
@@ -514,22 +760,24 @@ def fit_checkpoint(
             )
         if not good:
             top = list(raw)[:10] if isinstance(raw, Mapping) else type(raw).__name__
+            elsewhere = _formats_of_other_archs(raw, arch, formats)
             if not fits:
                 raise CheckpointError(
-                    f"checkpoint {path} matches no known format's container and prefix "
-                    f"(top-level entries: {top}); known formats: {sorted(formats)}"
+                    f"checkpoint {path} matches no known format's container and prefix for arch "
+                    f"{arch!r} (top-level entries: {top}); known formats: {sorted(formats)}"
+                    f"{elsewhere}"
                 )
-            best = max(fits, key=lambda f: len(f.state))
+            closest = max(fits, key=lambda f: len(f.state))
             raise CheckpointError(
                 f"checkpoint {path} does not fit arch {arch!r} in any format "
                 f"(tried {[f.fmt.name for f in fits]}). "
-                f"Closest: {best.describe(path, len(expected))}"
+                f"Closest: {closest.describe(path, len(expected))}{elsewhere}"
             )
         fit = good[0]
     _require_finite(fit, path)
     report = LoadReport(
         format=fit.fmt.name,
-        n_loaded=len(fit.state),
+        n_loaded=len(fit.state) - len(fit.filled),
         ignored_keys=fit.ignored,
         checkpoint_sha256=file_sha256(path),
         path=str(path),
@@ -537,6 +785,9 @@ def fit_checkpoint(
         defaulted_keys=fit.defaulted,
         options=dict(options or {}),
         kind=kind,
+        filled_keys=fit.filled,
+        reader="safetensors" if is_safetensors(path) else "torch.load",
+        prefix=fit.fmt.prefix,
         ignored_entries=fit.ignored_entries,
         outside_container=fit.outside_container,
     )
@@ -560,6 +811,22 @@ def _require_finite(fit: _Fit, path: Path) -> None:
             f"values of {first.numel()}{more}. The file is damaged or was saved from a run "
             "that diverged; a model with these weights computes NaN features"
         )
+
+
+def _formats_of_other_archs(raw: Any, arch: str, formats: Mapping[str, CheckpointFormat]) -> str:
+    """A hint when the file has the distinctive layout (a container or a prefix; the longest
+    prefix that matches) of formats published for other archs only."""
+    others = [
+        f
+        for f in formats.values()
+        if not f.holds(arch) and (f.container or f.prefix) and _contents(raw, f) is not None
+    ]
+    longest = max((len(f.prefix) for f in others), default=0)
+    others = [f for f in others if len(f.prefix) == longest]
+    if not others:
+        return ""
+    listed = "; ".join(f"{f.name} (archs {list(f.archs or ())})" for f in others)
+    return f". It has the layout of formats published for other archs: {listed}"
 
 
 def apply_checkpoint_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:

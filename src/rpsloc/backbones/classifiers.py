@@ -48,6 +48,7 @@ __all__ = [
     "CLASSIFIER_ARCHS",
     "DINO_LINEAR_FORMATS",
     "EFFICIENTNET_FORMATS",
+    "RESNET_FORMATS",
     "Classifier",
     "DinoLinearClassifier",
     "build_classifier",
@@ -62,6 +63,17 @@ EFFICIENTNETS = tuple(f"efficientnet-b{i}" for i in range(8))
 DINO_VITS = ("vit_s8", "vit_s16", "vit_b8", "vit_b16")
 CLASSIFIER_ARCHS = (*RESNETS, *EFFICIENTNETS, *DINO_VITS)
 
+RESNET_FORMATS: dict[str, CheckpointFormat] = {
+    **CHECKPOINT_FORMATS,
+    "cub_resnet50": CheckpointFormat(
+        "cub_resnet50",
+        None,
+        "module.base_model.",
+        "yeonghwansong/UOLwRPS (its CUB-200 ResNet-50, models/cubresnet.py: a bare state dict "
+        "of a DataParallel-wrapped module with `base_model`, model_best.pth.tar)",
+    ),
+}
+
 EFFICIENTNET_FORMATS: dict[str, CheckpointFormat] = {
     "efficientnet_pytorch": CheckpointFormat(
         "efficientnet_pytorch",
@@ -71,7 +83,18 @@ EFFICIENTNET_FORMATS: dict[str, CheckpointFormat] = {
         "efficientnet-b7-dcc49843.pth)",
     ),
     "dataparallel": CHECKPOINT_FORMATS["dataparallel"],
+    "dataparallel_state_dict": CheckpointFormat(
+        "dataparallel_state_dict",
+        "state_dict",
+        "module.",
+        "yeonghwansong/UOLwRPS (its CUB-200 EfficientNet-B7, "
+        "efficientnetb7-cub200-best-epoch.pth: {'state_dict': {'module.<names>': ...}})",
+    ),
 }
+
+#: The authors' resize before the centre crop of EfficientNet-B7 (`Resize((685, 685))`,
+#: `CenterCrop((600, 600))` in their datasets); the other EfficientNets at their resolution.
+AUTHORS_EFFICIENTNET_RESIZE = {"efficientnet-b7": 685}
 
 DINO_LINEAR_FORMATS: dict[str, CheckpointFormat] = {
     "dino_linear": CheckpointFormat(
@@ -87,7 +110,8 @@ def classifier_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """A classifier config entry with every default filled in (docs/classifiers.md).
 
     `num_classes` 1000; `image_size`/`crop_size` 256/224 for ResNet-50 and the ViTs (their
-    evaluation transforms), the model's own resolution for EfficientNet (600/600 for B7);
+    evaluation transforms; the authors' CUB ResNet-50 wants 448/448, set in its config), the
+    model's own resolution for EfficientNet, resized first to 685 for B7 as the authors do;
     DINO's linear-evaluation defaults `n_last_blocks` 4 without the mean patch token for ViT-S,
     1 with it for ViT-B; `checkpoint_format` auto; `seed` 0 (random init only). `weights` is
     `random` or a checkpoint file (`rpsloc.backbones.Weights`): a classifier has learned
@@ -100,7 +124,8 @@ def classifier_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         )
     if arch in EFFICIENTNETS:
         resolution = efficientnet_params(arch)[2]
-        sizes = {"image_size": resolution, "crop_size": resolution}
+        resize = AUTHORS_EFFICIENTNET_RESIZE.get(arch, resolution)
+        sizes = {"image_size": resize, "crop_size": resolution}
     else:
         sizes = {"image_size": 256, "crop_size": 224}
     defaults: dict[str, Any] = {
@@ -239,7 +264,7 @@ def build_classifier(config: Mapping[str, Any]) -> Classifier:
     else:
         if arch in RESNETS:
             factory = lambda: resnet50(num_classes=num_classes)  # noqa: E731
-            formats = CHECKPOINT_FORMATS
+            formats = RESNET_FORMATS
         else:
             factory = lambda: EfficientNet.from_name(  # noqa: E731
                 arch, num_classes=num_classes, image_size=int(settings["crop_size"])
@@ -316,7 +341,7 @@ def checkpoint_files(settings: Mapping[str, Any], where: str) -> list[str]:
     checked to exist: a missing one is a `CheckpointError` naming the file, the config key
     (`where` + `.weights` / `.head`) and the project that publishes its format."""
     arch = settings["arch"]
-    formats = EFFICIENTNET_FORMATS if arch in EFFICIENTNETS else CHECKPOINT_FORMATS
+    formats = EFFICIENTNET_FORMATS if arch in EFFICIENTNETS else RESNET_FORMATS
     files = []
     weights = parse_weights(settings["weights"])
     if weights.kind == "file":

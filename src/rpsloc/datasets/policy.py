@@ -210,6 +210,7 @@ def _checked_record(candidate: Candidate, options: ReadOptions) -> ImageRecord:
         boxes=_checked_boxes(candidate, width, height),
         mask_paths=candidate.mask_paths,
         ignore_path=candidate.ignore_path,
+        box_origin=candidate.box_origin,
     )
 
 

@@ -28,6 +28,7 @@ MANIFEST_COLUMNS = (
     "boxes",
     "mask_paths",
     "ignore_path",
+    "box_origin",
     "fingerprints",
 )
 
@@ -36,11 +37,13 @@ MANIFEST_COLUMNS = (
 class ImageRecord:
     """One image of a split: where it is, its size, class and ground truth in original pixels.
 
-    `boxes` is a read-only (k, 4) int64 array `x0, y0, x1, y1` (x1, y1 inclusive); `label` is
-    0-based, -1 when unknown. `fingerprints` hold one `size:mtime_ns` (`size:mtime_ns:sha256`
-    when content is tracked) per file of `files`, as the manifest stage found them
-    (`rpsloc.tracking`); empty before that. Records compare equal when every field is equal
-    (boxes by value).
+    `boxes` is a read-only (k, 4) int64 array `x0, y0, x1, y1` (x1, y1 inclusive), 0-based;
+    `box_origin` is where the annotation's own coordinates start (1 for the MATLAB-born
+    Stanford Cars, Dogs and FGVC-Aircraft files), so `boxes + box_origin` are the values as
+    published, which the authors' code uses unshifted. `label` is 0-based, -1 when unknown.
+    `fingerprints` hold one `size:mtime_ns` (`size:mtime_ns:sha256` when content is tracked)
+    per file of `files`, as the manifest stage found them (`rpsloc.tracking`); empty before
+    that. Records compare equal when every field is equal (boxes by value).
     """
 
     image_id: str
@@ -51,6 +54,7 @@ class ImageRecord:
     boxes: np.ndarray
     mask_paths: tuple[Path, ...] = ()
     ignore_path: Path | None = None
+    box_origin: int = 0
     fingerprints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -93,8 +97,14 @@ class ImageRecord:
             self.label,
             self.mask_paths,
             self.ignore_path,
+            self.box_origin,
             self.fingerprints,
         )
+
+    @property
+    def native_boxes(self) -> np.ndarray:
+        """The boxes in the annotation's own coordinates (`boxes + box_origin`)."""
+        return self.boxes + self.box_origin
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ImageRecord):
@@ -132,6 +142,7 @@ def _manifest_row(record: ImageRecord) -> list[str]:
         boxes,
         ";".join(str(p.absolute()) for p in record.mask_paths),
         "" if record.ignore_path is None else str(record.ignore_path.absolute()),
+        str(int(record.box_origin)),
         ";".join(record.fingerprints),
     ]
 
@@ -160,7 +171,8 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                 raise InputError(
                     f"{where}: expected {len(MANIFEST_COLUMNS)} fields, found {len(row)}"
                 )
-            image_id, image_path, width, height, label, boxes, masks, ignore, fingerprints = row
+            image_id, image_path, width, height, label, boxes, masks, ignore = row[:8]
+            origin, fingerprints = row[8:]
             if not image_id:
                 raise InputError(f"{where}: empty image_id")
             if image_id in seen:
@@ -171,6 +183,7 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                 "height": _parse_int(height, "height", where, minimum=1),
                 "label": _parse_int(label, "label", where, minimum=-1),
                 "boxes": _parse_manifest_boxes(boxes, where),
+                "box_origin": _parse_int(origin, "box_origin", where, minimum=0),
             }
             try:
                 record = ImageRecord(

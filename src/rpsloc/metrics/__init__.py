@@ -21,7 +21,12 @@ from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
 from rpsloc.io import open_h5, read_strings, write_csv_atomic, write_json_atomic
 from rpsloc.masks import crop_mask
-from rpsloc.metrics.accumulators import BoxAccuracy, PixelPrecisionRecall, top_k_loc
+from rpsloc.metrics.accumulators import (
+    BoxAccuracy,
+    PixelPrecisionRecall,
+    top_k_counts,
+    top_k_loc,
+)
 from rpsloc.parallel import map_in_chunks
 from rpsloc.protocols import PROTOCOLS, thresholds
 from rpsloc.readers import iter_eval_shards, read_top5
@@ -47,11 +52,13 @@ def evaluate_split(
     workers: int = 1,
     with_details: bool = False,
     predictions: str | Path | None = None,
+    mask_resize: str = "linear",
 ) -> tuple[pd.DataFrame, dict[str, Any]] | tuple[pd.DataFrame, dict[str, Any], SplitDetails]:
     """BoxAcc per protocol, IoU and threshold (a tidy table) and the split's headline numbers,
     for a maps file of the maps stage; `workers` processes share the images; `with_details`
     adds the split's `SplitDetails`; a classify-stage `predictions` file adds Top-1, Top-5 and
-    GT-known Loc (`top_k_headline`)."""
+    GT-known Loc (`top_k_headline`); `mask_resize` is how masks reach the crop
+    (rpsloc.masks)."""
     with open_h5(maps) as handle:
         map_ids = read_strings(handle["image_ids"])
         activations = handle["maps"][()]
@@ -71,6 +78,7 @@ def evaluate_split(
         workers=workers,
         with_details=with_details,
         classes=classes,
+        mask_resize=mask_resize,
     )
 
 
@@ -86,19 +94,21 @@ def evaluate_activations(
     workers: int = 1,
     with_details: bool = False,
     classes: tuple[np.ndarray, np.ndarray] | None = None,
+    mask_resize: str = "linear",
 ) -> tuple[pd.DataFrame, dict[str, Any]] | tuple[pd.DataFrame, dict[str, Any], SplitDetails]:
     """Evaluate `(n, h, w)` activation maps, in features order, against the ground truth of
     the evaluation shards (boxes) and, when `records` are given, their masks (PxAP).
     `workers` processes share the images; the numbers are the same for any number of them.
     `with_details` adds the split's `SplitDetails`; `classes` (labels `(n,)` and a
     classifier's top-5 `(n, 5)`, in the maps' order) add Top-1/Top-5/GT-known Loc."""
-    grid = thresholds(interval)
     with_masks = records is not None and any(r.mask_paths for r in records.values())
     images = []
     boxed_ids = []
     position = 0
     for shard in iter_eval_shards(eval_shards, with_features=False):
-        for image_id, boxes in zip(shard.image_ids, shard.boxes, strict=True):
+        for image_id, boxes, native in zip(
+            shard.image_ids, shard.boxes, shard.authors_boxes, strict=True
+        ):
             if position >= len(image_ids) or image_ids[position] != image_id:
                 found = image_ids[position] if position < len(image_ids) else "nothing"
                 raise InputError(
@@ -109,7 +119,7 @@ def evaluate_activations(
                 raise InputError(f"{source}: map of image {image_id!r} has non-finite values")
             masked = with_masks and bool(records[image_id].mask_paths)
             record = records[image_id] if masked else None
-            images.append((activations[position], shard.crop_size, boxes, record))
+            images.append((activations[position], shard.crop_size, boxes, native, record))
             if len(boxes):
                 boxed_ids.append(image_id)
             position += 1
@@ -117,10 +127,11 @@ def evaluate_activations(
         raise InputError(f"{source}: holds {len(image_ids)} maps, the features {position} images")
     evaluate_images = partial(
         _evaluate_images,
-        grid=grid,
+        interval=interval,
         iou_thresholds=iou_thresholds,
         with_masks=with_masks,
         image_size=image_size,
+        mask_resize=mask_resize,
     )
     parts = map_in_chunks(evaluate_images, images, workers)
     accumulators, pixels = parts[0]
@@ -129,9 +140,15 @@ def evaluate_activations(
             accumulator.merge(part_accumulators[name])
         if pixels is not None:
             pixels.merge(part_pixels)
+    boxed_classes = None
+    if classes is not None and boxed_ids:
+        row = {image_id: i for i, image_id in enumerate(image_ids)}
+        boxed = [row[image_id] for image_id in boxed_ids]
+        labels, top5 = classes
+        boxed_classes = (labels[boxed], top5[boxed])
     table = pd.concat(
         [
-            _box_acc_table(name, accumulator, iou_thresholds)
+            _box_acc_table(name, accumulator, iou_thresholds, boxed_classes)
             for name, accumulator in accumulators.items()
         ],
         ignore_index=True,
@@ -140,12 +157,8 @@ def evaluate_activations(
     if pixels is not None:
         summary["pxap"] = pixels.pxap()
         summary["piou"] = pixels.piou()
-    if classes is not None and boxed_ids:
-        row = {image_id: i for i, image_id in enumerate(image_ids)}
-        boxed = [row[image_id] for image_id in boxed_ids]
-        labels, top5 = classes
-        largest = accumulators["benchmark_largest"]
-        summary.update(top_k_headline(largest, labels[boxed], top5[boxed]))
+    if boxed_classes is not None:
+        summary.update(top_k_headline(accumulators["benchmark_largest"], *boxed_classes))
     if not with_details:
         return table, summary
     return table, summary, _details(accumulators["benchmark"], pixels, boxed_ids)
@@ -169,51 +182,80 @@ def _details(
 
 
 def _evaluate_images(
-    images: Sequence[tuple[np.ndarray, int, np.ndarray, ImageRecord | None]],
-    grid: np.ndarray,
+    images: Sequence[tuple[np.ndarray, int, np.ndarray, np.ndarray, ImageRecord | None]],
+    interval: float,
     iou_thresholds: Sequence[int],
     with_masks: bool,
     image_size: int,
+    mask_resize: str,
 ) -> tuple[dict[str, BoxAccuracy], PixelPrecisionRecall | None]:
     """Each protocol's accumulator, and the pixel one, over some images given as (activation,
-    crop size, boxes, the record when its masks count), in order."""
+    crop size, boxes, the boxes from the annotation's own coordinates, the record when its
+    masks count), in order.
+
+    A map is traced once, on the union of the protocols' grids, and every protocol reads its
+    boxes from that tracing."""
     accumulators = {
         protocol.name: BoxAccuracy(
-            grid[protocol.first_threshold :],
+            protocol.thresholds(interval),
             iou_thresholds,
             multi_contour=protocol.multi_contour,
             clip_to_image=protocol.clip_to_image,
+            empty_is_miss=protocol.empty_is_miss,
         )
         for protocol in PROTOCOLS
     }
-    pixels = PixelPrecisionRecall(grid) if with_masks else None
+    grid = np.unique(np.concatenate([p.thresholds(interval) for p in PROTOCOLS]))
+    pixels = PixelPrecisionRecall(thresholds(interval)) if with_masks else None
     progress = tqdm(images, desc="evaluating", unit="image", mininterval=5)
-    for activation, crop_size, boxes, record in progress:
+    for activation, crop_size, boxes, native, record in progress:
         scores = score_map(activation, crop_size)
         if len(boxes):
-            traced = trace_map(scores, grid)  # once for every protocol
-            for accumulator in accumulators.values():
-                accumulator.add_traced(traced, boxes)
+            traced = trace_map(scores, grid)
+            for protocol in PROTOCOLS:
+                truth = native if protocol.native_boxes else boxes
+                accumulators[protocol.name].add_traced(traced, truth)
         if pixels is not None and record is not None:
-            pixels.add(scores, crop_mask(record, image_size, crop_size))
+            pixels.add(scores, crop_mask(record, image_size, crop_size, mask_resize))
     return accumulators, pixels
 
 
 def _box_acc_table(
-    protocol: str, accumulator: BoxAccuracy, iou_thresholds: Sequence[int]
+    protocol: str,
+    accumulator: BoxAccuracy,
+    iou_thresholds: Sequence[int],
+    classes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
+    """One row per IoU and threshold: BoxAcc and the counts behind it (`n_correct` of
+    `n_images`), so a protocol's cross-split choice can redo the authors' arithmetic exactly;
+    with a classifier's `classes`, the IoU-50 rows also count the images located with the
+    right top-1 class (`n_top1`) and within the top 5 (`n_top5`)."""
+    if accumulator.n_images == 0:
+        return pd.DataFrame(
+            columns=["protocol", "iou", "threshold", "box_acc", "n_correct", "n_images"]
+        )
+    counts = accumulator.correct_counts()
+    top_k = None if classes is None else top_k_counts(accumulator.best_ious, *classes)
     rows = []
-    for iou, accuracies in zip(iou_thresholds, accumulator.box_acc(), strict=True):
-        for threshold, accuracy in zip(accumulator.thresholds, accuracies, strict=True):
-            rows.append(
-                {
-                    "protocol": protocol,
-                    "iou": iou,
-                    "threshold": round(float(threshold), 6),
-                    "box_acc": float(accuracy),
-                }
-            )
-    return pd.DataFrame(rows)
+    for iou, accuracies, correct in zip(iou_thresholds, accumulator.box_acc(), counts, strict=True):
+        for column, threshold in enumerate(accumulator.thresholds):
+            row = {
+                "protocol": protocol,
+                "iou": iou,
+                "threshold": round(float(threshold), 6),
+                "box_acc": float(accuracies[column]),
+                "n_correct": int(correct[column]),
+                "n_images": accumulator.n_images,
+            }
+            if top_k is not None:
+                located = iou == 50
+                row["n_top1"] = int(top_k[0][column]) if located else pd.NA
+                row["n_top5"] = int(top_k[1][column]) if located else pd.NA
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if top_k is not None:
+        table = table.astype({"n_top1": "Int64", "n_top5": "Int64"})
+    return table
 
 
 def _headline(
@@ -262,6 +304,7 @@ def write_split_metrics(
     iou_thresholds: Sequence[int] = (30, 50, 70),
     workers: int = 1,
     predictions: str | Path | None = None,
+    mask_resize: str = "linear",
 ) -> None:
     """The metrics stage: per-threshold table (CSV) and headline numbers (JSON) of one split,
     its per-image best IoUs and its pixel precision-recall curve (CSV, no rows without masks);
@@ -275,6 +318,7 @@ def write_split_metrics(
         workers=workers,
         with_details=True,
         predictions=predictions,
+        mask_resize=mask_resize,
     )
     write_csv_atomic(table, out_table)
     write_json_atomic(summary, out_summary)

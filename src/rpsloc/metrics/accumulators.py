@@ -35,6 +35,7 @@ class BoxAccuracy:
         iou_thresholds: Sequence[int] = (30, 50, 70),
         multi_contour: bool = True,
         clip_to_image: bool = True,
+        empty_is_miss: bool = False,
     ) -> None:
         self.thresholds = _as_increasing_thresholds(thresholds)
         self.iou_thresholds = tuple(int(d) for d in iou_thresholds)
@@ -44,6 +45,7 @@ class BoxAccuracy:
             )
         self.multi_contour = multi_contour
         self.clip_to_image = clip_to_image
+        self.empty_is_miss = empty_is_miss
         self._best_ious: list[np.ndarray] = []
 
     def add(self, score_map: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
@@ -54,7 +56,11 @@ class BoxAccuracy:
         """`add` for a map already traced on a grid holding these thresholds, so protocols
         that differ only in contour mode, clipping or first threshold trace it once."""
         best = traced_best_ious(
-            traced.restricted(self.thresholds), gt_boxes, self.multi_contour, self.clip_to_image
+            traced.restricted(self.thresholds),
+            gt_boxes,
+            self.multi_contour,
+            self.clip_to_image,
+            self.empty_is_miss,
         )
         self._best_ious.append(best)
         return best
@@ -70,13 +76,16 @@ class BoxAccuracy:
             return np.zeros((0, len(self.thresholds)))
         return np.stack(self._best_ious)
 
+    def correct_counts(self) -> np.ndarray:
+        """(len(iou_thresholds), T) int: how many images reach IoU d / 100 at each tau."""
+        ious = self.best_ious
+        return np.stack([(ious >= d / 100).sum(axis=0) for d in self.iou_thresholds])
+
     def box_acc(self) -> np.ndarray:
-        """(len(iou_thresholds), T) BoxAcc in percent."""
+        """(len(iou_thresholds), T) BoxAcc in percent, `correct * 100 / n` as the benchmark."""
         if self.n_images == 0:
             raise InputError("BoxAccuracy: no image was added; BoxAcc is undefined")
-        ious = self.best_ious
-        correct = np.stack([(ious >= d / 100).sum(axis=0) for d in self.iou_thresholds])
-        return correct * 100.0 / float(self.n_images)
+        return self.correct_counts() * 100.0 / float(self.n_images)
 
     def max_box_acc(self) -> dict[int, float]:
         """MaxBoxAcc(d) = max over tau of BoxAcc(tau, d), per IoU threshold d."""
@@ -100,8 +109,8 @@ class BoxAccuracy:
         if (
             not np.array_equal(self.thresholds, other.thresholds)
             or self.iou_thresholds != other.iou_thresholds
-            or (self.multi_contour, self.clip_to_image)
-            != (other.multi_contour, other.clip_to_image)
+            or (self.multi_contour, self.clip_to_image, self.empty_is_miss)
+            != (other.multi_contour, other.clip_to_image, other.empty_is_miss)
         ):
             raise ValueError("BoxAccuracy.merge: the accumulators use different settings")
         self._best_ious.extend(other._best_ious)
@@ -202,6 +211,18 @@ class PixelPrecisionRecall:
         """pIoU = max over thresholds of 100 * TP / (#GT foreground + FP)."""
         true_positives, false_positives, n_true = self._operating_points()
         return float((100 * true_positives / (n_true + false_positives)).max())
+
+
+def top_k_counts(
+    ious: np.ndarray, labels: np.ndarray, top5: np.ndarray, iou_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """How many images are located (IoU >= `iou_threshold`) with the label the classifier's
+    first class, and among its five, at each threshold of `(n, T)` per-image best IoUs."""
+    located = np.asarray(ious) >= iou_threshold
+    labels = np.asarray(labels)
+    top1 = (np.asarray(top5)[:, 0] == labels)[:, None]
+    in_top5 = (np.asarray(top5) == labels[:, None]).any(axis=1)[:, None]
+    return (located & top1).sum(axis=0), (located & in_top5).sum(axis=0)
 
 
 def top_k_loc(
