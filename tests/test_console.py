@@ -122,3 +122,17 @@ def test_a_run_prints_its_progress_in_a_few_lines_and_no_job_details(tmp_path):
     assert len(lines) <= STEPS + 5
     assert lines[-2].startswith("[") and "100% of the jobs done" in lines[-2]
     assert not [line for line in lines if line.lstrip().startswith(("input:", "reason:"))]
+
+
+def test_make_demo_ends_saying_where_the_numbers_the_figures_and_the_report_are():
+    repository = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        ["make", "--dry-run", "--always-make", "demo"],
+        cwd=repository,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    ending = result.stdout.splitlines()[-3:]
+    assert "results/demo/summary.csv" in ending[0] and "rpsloc summary results/demo" in ending[0]
+    assert "results/demo/figures/" in ending[1] and "results/report.html" in ending[2]
