@@ -159,12 +159,13 @@ def _write_ground_truth(
 ) -> None:
     """Boxes in crop coordinates (METHOD.md section 1), flattened with per-image offsets; and
     the same from the annotation's own coordinates (1-based for Cars, Dogs, Aircraft), which
-    the authors' code converts unshifted (`authors_boxes`)."""
-    counts = [len(r.boxes) for r in records]
+    the authors' code converts unshifted (`authors_boxes`). Crowd boxes are not ground truth
+    (`ImageRecord.scored`)."""
+    counts = [int(r.scored.sum()) for r in records]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     for name, boxes_of in (("boxes", "boxes"), ("authors_boxes", "native_boxes")):
         crop_boxes = [
-            boxes_to_crop(getattr(r, boxes_of), r.width, r.height, image_size, crop_size)
+            boxes_to_crop(getattr(r, boxes_of)[r.scored], r.width, r.height, image_size, crop_size)
             for r in records
         ]
         flat = np.concatenate(crop_boxes) if sum(counts) else np.zeros((0, 4))

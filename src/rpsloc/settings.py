@@ -34,12 +34,15 @@ _IMAGENET = {
 }
 _FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
 _UNCROPPED = {**_IMAGENET, "image_size": 224}
+_DISCOVERY = {**_IMAGENET, "image_size": 480, "crop_size": 480}
 
 #: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
 #: stride; fine-grained sets at 480/448/32, the rest at ImageNet's 256/224/16 (the synthetic
 #: set and CIFAR uncropped at 224). CUB and ImageNet choose the threshold on val, as the
 #: authors do; masks are resized bilinearly (CUB's soft segmentations) except OpenImages', which
-#: the authors resize nearest-neighbour (rpsloc.masks).
+#: the authors resize nearest-neighbour (rpsloc.masks). The object-discovery sets (VOC, COCO20k)
+#: are resized to 480 x 480 without a crop: the peers see the whole image, and CorLoc's
+#: ground truth lies anywhere in it.
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "wsol": _IMAGENET,
     "synthetic": _UNCROPPED,
@@ -51,6 +54,8 @@ PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "aircraft": _FINE_GRAINED,
     **{kind: _UNCROPPED for kind in CIFAR},
     "csv": _IMAGENET,
+    "voc": _DISCOVERY,
+    "coco20k": _DISCOVERY,
 }
 
 

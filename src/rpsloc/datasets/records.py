@@ -25,7 +25,13 @@ MANIFEST_COLUMNS = (
     "mask_paths",
     "ignore_path",
     "box_origin",
+    "box_flags",
 )
+
+#: Per-object flags a layout may record: VOC's `difficult` and `truncated`, COCO's `iscrowd`
+#: (`crowd`). Crowd boxes are not ground truth for any evaluation, as the peers (LOST,
+#: TokenCut) drop them; difficult and truncated boxes count, as in the peers' CorLoc.
+BOX_FLAGS = ("difficult", "truncated", "crowd")
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +42,7 @@ class ImageRecord:
     `box_origin` is where the annotation's own coordinates start (1 for the MATLAB-born
     Stanford Cars, Dogs and FGVC-Aircraft files), so `boxes + box_origin` are the values as
     published, which the authors' code uses unshifted. `label` is 0-based, -1 when unknown.
+    `box_flags` holds each box's flags (names of `BOX_FLAGS`; empty when it has none).
     Records compare equal when every field is equal (boxes by value).
     """
 
@@ -48,6 +55,7 @@ class ImageRecord:
     mask_paths: tuple[Path, ...] = ()
     ignore_path: Path | None = None
     box_origin: int = 0
+    box_flags: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         boxes = np.array(self.boxes, dtype=np.int64)
@@ -59,6 +67,13 @@ class ImageRecord:
             )
         boxes.setflags(write=False)
         object.__setattr__(self, "boxes", boxes)
+        flags = tuple(tuple(f) for f in self.box_flags) or ((),) * len(boxes)
+        if len(flags) != len(boxes) or any(f not in BOX_FLAGS for f in sum(flags, ())):
+            raise ValueError(
+                f"image {self.image_id}: expected one tuple of flags among {BOX_FLAGS} per "
+                f"box, found {self.box_flags!r} for {len(boxes)} boxes"
+            )
+        object.__setattr__(self, "box_flags", flags)
         if not isinstance(self.path, Path):
             object.__setattr__(self, "path", Path(self.path))
         if not (
@@ -78,12 +93,18 @@ class ImageRecord:
             self.mask_paths,
             self.ignore_path,
             self.box_origin,
+            self.box_flags,
         )
 
     @property
     def native_boxes(self) -> np.ndarray:
         """The boxes in the annotation's own coordinates (`boxes + box_origin`)."""
         return self.boxes + self.box_origin
+
+    @property
+    def scored(self) -> np.ndarray:
+        """Which boxes are ground truth for evaluation: all but crowd boxes (`BOX_FLAGS`)."""
+        return np.array(["crowd" not in flags for flags in self.box_flags], dtype=bool)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ImageRecord):
@@ -125,6 +146,7 @@ def _manifest_row(record: ImageRecord) -> list[str]:
         ";".join(str(p.absolute()) for p in record.mask_paths),
         "" if record.ignore_path is None else str(record.ignore_path.absolute()),
         str(int(record.box_origin)),
+        ";".join(" ".join(flags) for flags in record.box_flags),
     ]
 
 
@@ -152,12 +174,13 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                 raise InputError(
                     f"{where}: expected {len(MANIFEST_COLUMNS)} fields, found {len(row)}"
                 )
-            image_id, image_path, width, height, label, boxes, masks, ignore, origin = row
+            image_id, image_path, width, height, label, boxes, masks, ignore, origin, flags = row
             if not image_id:
                 raise InputError(f"{where}: empty image_id")
             if image_id in seen:
                 raise InputError(f"{where}: image_id {image_id!r} already on line {seen[image_id]}")
             seen[image_id] = line
+            parsed_boxes = _parse_manifest_boxes(boxes, where)
             records.append(
                 ImageRecord(
                     image_id=image_id,
@@ -165,10 +188,11 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                     width=_parse_int(width, "width", where, minimum=1),
                     height=_parse_int(height, "height", where, minimum=1),
                     label=_parse_int(label, "label", where, minimum=-1),
-                    boxes=_parse_manifest_boxes(boxes, where),
+                    boxes=parsed_boxes,
                     mask_paths=tuple(Path(p) for p in masks.split(";")) if masks else (),
                     ignore_path=Path(ignore) if ignore else None,
                     box_origin=_parse_int(origin, "box_origin", where, minimum=0),
+                    box_flags=_parse_box_flags(flags, len(parsed_boxes), where),
                 )
             )
     return records
@@ -194,3 +218,15 @@ def _parse_manifest_boxes(text: str, where: str) -> np.ndarray:
             raise InputError(f"{where}: expected boxes as 'x0 y0 x1 y1;...', found {part!r}")
         boxes.append([_parse_int(v, "box coordinate", where) for v in values])
     return np.array(boxes, dtype=np.int64)
+
+
+def _parse_box_flags(text: str, count: int, where: str) -> tuple[tuple[str, ...], ...]:
+    """One group of space-separated flags per box, groups joined by ';' (empty: none)."""
+    groups = text.split(";") if count else ([] if not text else [text])
+    if len(groups) != count:
+        raise InputError(f"{where}: expected box_flags for {count} boxes, found {text!r}")
+    flags = tuple(tuple(group.split()) for group in groups)
+    for flag in sum(flags, ()):
+        if flag not in BOX_FLAGS:
+            raise InputError(f"{where}: unknown box flag {flag!r}; expected one of {BOX_FLAGS}")
+    return flags
