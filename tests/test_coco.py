@@ -14,7 +14,10 @@ from rpsloc.datasets.records import read_manifest, write_manifest
 from rpsloc.errors import InputError
 from rpsloc.manifest import build_manifest
 
-IMAGES = [{"id": 9, "width": 60, "height": 40}, {"id": 25, "width": 30, "height": 20}]
+IMAGES = [
+    {"id": 9, "width": 60, "height": 40, "file_name": "COCO_train2014_000000000009.jpg"},
+    {"id": 25, "width": 30, "height": 20, "file_name": "COCO_train2014_000000000025.jpg"},
+]
 ANNOTATIONS = [
     {"image_id": 9, "bbox": [2.4, 3.5, 10.2, 20.0], "iscrowd": 0, "category_id": 1},
     {"image_id": 25, "bbox": [0.0, 0.0, 30.0, 20.0], "iscrowd": 0, "category_id": 2},
@@ -33,14 +36,14 @@ def make_coco(root: Path, annotations=ANNOTATIONS, lines=None) -> dict[str, str]
     write_text(root / "coco_20k_filenames.txt", default if lines is None else lines)
     return {
         "adapter": "coco20k",
-        "root": str(root / "images"),
+        "root": str(root / "images" / "train2014"),
         "annotations": str(root / "instances_train2014.json"),
         "image_list": str(root / "coco_20k_filenames.txt"),
     }
 
 
 def test_coco20k_rounds_boxes_as_the_peers_and_stores_them_inclusive(tmp_path):
-    nine, twenty_five = build_manifest(make_coco(tmp_path), "train")
+    nine, twenty_five = build_manifest(make_coco(tmp_path), "coco20k")
     assert (nine.image_id, nine.width, nine.height, nine.label) == ("9", 60, 40, -1)
     # round(2.4)=2, round(3.5)=4 (half to even), round(12.6)=13, round(23.5)=24 -> x1, y1 - 1
     # crowd: round(10), round(10), round(60.3)=60 -> 59, round(40.4)=40 -> 39
@@ -50,20 +53,20 @@ def test_coco20k_rounds_boxes_as_the_peers_and_stores_them_inclusive(tmp_path):
 
 
 def test_coco20k_flags_crowd_objects_and_leaves_them_out_of_the_ground_truth(tmp_path):
-    nine, _ = build_manifest(make_coco(tmp_path), "train")
+    nine, _ = build_manifest(make_coco(tmp_path), "coco20k")
     assert nine.box_flags == ((), ("crowd",))
     assert nine.scored.tolist() == [True, False]
 
 
 def test_coco20k_flags_survive_the_manifest_file(tmp_path):
-    records = build_manifest(make_coco(tmp_path), "train")
-    write_manifest(records, tmp_path / "train.csv")
-    assert read_manifest(tmp_path / "train.csv") == records
+    records = build_manifest(make_coco(tmp_path), "coco20k")
+    write_manifest(records, tmp_path / "coco20k.csv")
+    assert read_manifest(tmp_path / "coco20k.csv") == records
 
 
 def test_coco20k_reads_only_the_listed_images(tmp_path):
     dataset = make_coco(tmp_path, lines="train2014/COCO_train2014_000000000025.jpg\n")
-    assert [r.image_id for r in build_manifest(dataset, "train")] == ["25"]
+    assert [r.image_id for r in build_manifest(dataset, "coco20k")] == ["25"]
 
 
 def test_coco20k_a_box_past_the_border_is_clipped_and_a_sliver_is_one_pixel(tmp_path):
@@ -72,24 +75,29 @@ def test_coco20k_a_box_past_the_border_is_clipped_and_a_sliver_is_one_pixel(tmp_
         {"image_id": 25, "bbox": [4.0, 4.0, 0.2, 3.0], "iscrowd": 0},
     ]
     dataset = make_coco(tmp_path, annotations, "train2014/COCO_train2014_000000000025.jpg\n")
-    (record,) = build_manifest(dataset, "train")
+    (record,) = build_manifest(dataset, "coco20k")
     assert record.boxes.tolist() == [[20, 5, 29, 19], [4, 4, 4, 6]]
 
 
 def test_coco20k_a_bad_bbox_names_the_file_and_the_annotation_index(tmp_path):
     annotations = [*ANNOTATIONS[:2], {"image_id": 9, "bbox": [1, 2, 3], "iscrowd": 0}]
     with pytest.raises(InputError, match=r"instances_train2014\.json: annotations\[2\]: expected"):
-        build_manifest(make_coco(tmp_path, annotations), "train")
+        build_manifest(make_coco(tmp_path, annotations), "coco20k")
 
 
 def test_coco20k_an_image_missing_from_the_json_names_the_list_and_line(tmp_path):
     lines = "train2014/COCO_train2014_000000000009.jpg\ntrain2014/COCO_train2014_000000000011.jpg\n"
     with pytest.raises(InputError, match=r"coco_20k_filenames\.txt, line 2: image 11 is not in"):
-        build_manifest(make_coco(tmp_path, lines=lines), "train")
+        build_manifest(make_coco(tmp_path, lines=lines), "coco20k")
 
 
 def test_coco20k_a_json_syntax_error_names_the_line(tmp_path):
     dataset = make_coco(tmp_path)
     Path(dataset["annotations"]).write_text('{"images": [\n  1,\n  oops]}')
     with pytest.raises(InputError, match=r"instances_train2014\.json, line 3: not valid JSON"):
-        build_manifest(dataset, "train")
+        build_manifest(dataset, "coco20k")
+
+
+def test_coco20k_train_is_every_image_of_the_json_in_its_order(tmp_path):
+    dataset = make_coco(tmp_path, lines="train2014/COCO_train2014_000000000025.jpg\n")
+    assert [r.image_id for r in build_manifest(dataset, "train")] == ["9", "25"]

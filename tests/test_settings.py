@@ -114,8 +114,8 @@ def test_openimages_masks_are_resized_nearest_neighbour_as_the_authors_do():
 
 
 def test_adapter_defaults_of_an_unknown_adapter_is_an_error_naming_the_known_ones():
-    with pytest.raises(InputError, match=r"unknown adapter 'pascal'; expected one of aircraft, cars"):
-        adapter_defaults("pascal")
+    with pytest.raises(InputError, match=r"unknown adapter 'vox'; expected one of aircraft, cars"):
+        adapter_defaults("vox")
 
 
 @pytest.mark.parametrize("adapter", ["cub", "ilsvrc", "cars"])

@@ -189,6 +189,7 @@ ADAPTERS: dict[str, Adapter] = {
             _config_path(d, "root"),
             _config_path(d, "annotations"),
             _config_path(d, "image_list"),
+            split,
             o,
         ),
         required=("root", "annotations", "image_list"),

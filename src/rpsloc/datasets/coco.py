@@ -13,7 +13,6 @@ from rpsloc.datasets.policy import (
     BadImageError,
     Candidate,
     ReadOptions,
-    duplicated,
     escape_error,
     escapes,
     finish,
@@ -21,7 +20,9 @@ from rpsloc.datasets.policy import (
 from rpsloc.datasets.records import ImageRecord
 from rpsloc.errors import InputError
 
-COCO20K_SPLITS = ("train",)
+#: `coco20k`: the images of LOST's list, which the peers evaluate; `train`: every image of the
+#: instances JSON (COCO train2014), for a `w*` from more images than the evaluated ones.
+COCO20K_SPLITS = ("coco20k", "train")
 
 
 def coco_box(bbox: Any, width: int, height: int, where: str) -> tuple[int, int, int, int]:
@@ -45,19 +46,24 @@ def coco_box(bbox: Any, width: int, height: int, where: str) -> tuple[int, int, 
 
 
 def coco20k_records(
-    images: Path, annotations: Path, image_list: Path, options: ReadOptions
+    images: Path, annotations: Path, image_list: Path, split: str, options: ReadOptions
 ) -> list[ImageRecord]:
-    """The images of `image_list` (lines such as `train2014/COCO_train2014_000000000009.jpg`,
-    relative to `images`), their sizes and objects from the instances JSON `annotations`.
-    Every object is kept; `iscrowd` ones are flagged `crowd` and left out of every
-    evaluation, as the peers drop them. The image id is the COCO id (`9`)."""
-    images, image_list = Path(images).absolute(), Path(image_list)
+    """Split `coco20k`: the images of `image_list` (lines such as
+    `train2014/COCO_train2014_000000000009.jpg`; the file is looked up by its name in `images`,
+    the train2014 folder); split `train`: every image of the instances JSON `annotations`, in
+    its order. Sizes and objects come from the JSON. Every object is kept; `iscrowd` ones are
+    flagged `crowd` and left out of every evaluation, as the peers drop them. The image id is
+    the COCO id (`9`). Labels are unknown (-1): COCO images hold several classes."""
+    if split not in COCO20K_SPLITS:
+        raise InputError(f"COCO20k has the splits {list(COCO20K_SPLITS)}, not {split!r}")
+    images = Path(images).absolute()
     instances = _load_instances(Path(annotations))
     entries = {}
     for index, entry in enumerate(instances["images"]):
-        where = f"{annotations}: images[{index}]"
         if not isinstance(entry, Mapping) or not {"id", "width", "height"} <= entry.keys():
-            raise InputError(f"{where}: expected an object with id, width and height")
+            raise InputError(
+                f"{annotations}: images[{index}]: expected an object with id, width and height"
+            )
         entries[entry["id"]] = entry
     objects: dict[int, list[tuple[int, Mapping[str, Any]]]] = {}
     for index, item in enumerate(instances["annotations"]):
@@ -66,60 +72,77 @@ def coco20k_records(
                 f"{annotations}: annotations[{index}]: expected an object with image_id and bbox"
             )
         objects.setdefault(item["image_id"], []).append((index, item))
-    try:
-        lines = image_list.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise InputError(f"{image_list}: cannot read the image list ({error})") from None
-    seen: dict[str, int] = {}
+    if split == "train":
+        listed = [
+            (str(entry.get("file_name", "")), (Path(annotations), None), f"images[{index}]")
+            for index, entry in enumerate(instances["images"])
+        ]
+    else:
+        listed = _listed_images(Path(image_list))
+    seen: dict[str, str] = {}
     candidates = []
-    for line, text in enumerate(lines, start=1):
-        name = text.strip()
-        if not name:
-            continue
+    for name, (file, line), where in listed:
         stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         image_id = stem.rsplit("_", 1)[-1].lstrip("0") or "0"
         try:
             if escapes(name):
-                raise escape_error(image_id, name, image_list, line)
+                raise escape_error(image_id, name, file, line)
             if not image_id.isdigit():
                 raise BadImageError(
                     image_id,
-                    f"expected a COCO file name ending in _<id>, found {name!r}",
-                    image_list,
+                    f"{where}: expected a COCO file name ending in _<id>, found {name!r}",
+                    file,
                     line,
                 )
             if image_id in seen:
-                raise duplicated(image_id, image_list, line, seen[image_id])
-            seen[image_id] = line
+                raise BadImageError(
+                    image_id,
+                    f"{where}: duplicated image {image_id} (first at {seen[image_id]})",
+                    file,
+                    line,
+                )
+            seen[image_id] = where
             entry = entries.get(int(image_id))
             if entry is None:
                 raise BadImageError(
-                    image_id, f"image {image_id} is not in {annotations}", image_list, line
+                    image_id, f"image {image_id} is not in {annotations}", file, line
                 )
             size = (int(entry["width"]), int(entry["height"]))
             boxes, flags = [], []
             for index, item in objects.get(int(image_id), []):
-                where = f"annotations[{index}]"
                 try:
-                    box = coco_box(item["bbox"], *size, where)
+                    box = coco_box(item["bbox"], *size, f"annotations[{index}]")
                 except InputError as error:
                     raise BadImageError(image_id, str(error), annotations) from None
-                boxes.append((box, annotations, None))
+                boxes.append((box, Path(annotations), None))
                 flags.append(("crowd",) if item.get("iscrowd", 0) == 1 else ())
             candidates.append(
                 Candidate(
                     image_id=image_id,
-                    path=images / name,
-                    source=(image_list, line),
+                    path=images / name.rsplit("/", 1)[-1],
+                    source=(file, line),
                     boxes=boxes,
                     box_flags=tuple(flags),
                     size=size,
-                    size_source=(annotations, None),
+                    size_source=(Path(annotations), None),
                 )
             )
         except BadImageError as error:
             options.bad.report(error)
     return finish(candidates, options)
+
+
+def _listed_images(image_list: Path) -> list[tuple[str, tuple[Path, int], str]]:
+    """(file name, (list, line), where) of every non-empty line of LOST's image list."""
+    try:
+        lines = image_list.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise InputError(f"{image_list}: cannot read the image list ({error})") from None
+    return [
+        (text.strip(), (image_list, line), f"line {line}")
+        for line, text in enumerate(lines, start=1)
+        if text.strip()
+    ]
 
 
 def _load_instances(path: Path) -> Mapping[str, Any]:
