@@ -1,0 +1,108 @@
+"""The peers on cached features (rpsloc.discovery): LOST, TokenCut and DINO attention on
+hand-built key matrices whose seed, bipartition and box are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from rpsloc.discovery import (
+    component_box,
+    dino_attention,
+    fiedler_vector,
+    lost,
+    standardised,
+    tokencut,
+    tokencut_graph,
+)
+
+GRID = (3, 4)
+
+
+def clustered_keys(object_cells, grid=GRID) -> np.ndarray:
+    """(P, 2) keys: e1 on the object's cells, e2 elsewhere (similarity 0 across)."""
+    keys = np.tile([0.0, 1.0], (grid[0] * grid[1], 1))
+    for row, column in object_cells:
+        keys[row * grid[1] + column] = [1.0, 0.0]
+    return keys
+
+
+def test_lost_seeds_at_the_lowest_degree_patch_and_boxes_its_cluster():
+    keys = clustered_keys([(1, 1), (1, 2), (2, 2)])  # degree 2 each; background 8
+    found = lost(keys, GRID)
+    assert found.seed == 1 * 4 + 1  # the first of the lowest degree in raster order
+    assert found.box.tolist() == [1, 1, 3, 3]  # x0, y0, x1, y1 in cells, x1 and y1 exclusive
+    assert found.mask.sum() == 3
+
+
+def test_lost_keeps_only_the_seeds_connected_component():
+    keys = clustered_keys([(0, 0), (0, 1), (2, 3)])
+    found = lost(keys, GRID)
+    assert (found.seed, found.box.tolist()) == (0, [0, 0, 2, 1])
+
+
+def test_lost_with_one_patch_the_object_is_what_the_seed_is_similar_to():
+    keys = clustered_keys([(0, 0), (0, 1)])
+    keys[5] = [1.0, 1.0]  # cell (1, 1): similar to everything, the highest degree
+    found = lost(keys, GRID, k_patches=1)
+    assert (found.seed, found.box.tolist()) == (0, [0, 0, 2, 2])  # A[seed] > 0 at 0, 1 and 5
+    assert found.mask.sum() == 3
+
+
+def test_lost_adds_the_rows_of_the_low_degree_patches_similar_to_the_seed():
+    keys = np.zeros((12, 3))
+    keys[:] = [0.0, 0.0, 1.0]  # background
+    keys[0] = [1.0, 0.0, 0.0]  # the seed: similar to patch 1 only (degree 1)
+    keys[1] = [1.0, 1.0, 0.0]  # similar to the seed and to patch 2 (degree 2)
+    keys[2] = [0.0, 1.0, 0.0]  # similar to patch 1 only
+    keys[3:] = [0.0, 0.0, 1.0]
+    keys[3] = [0.0, 1.0, 0.1]  # similar to 1, 2 and the background: high degree
+    assert lost(keys, GRID, k_patches=1).box.tolist() == [0, 0, 2, 1]  # A[0] > 0 at 0, 1
+    # The three lowest are 0, 2, 1; of them 0 and 1 are similar to the seed: row 1 adds 2, 3.
+    assert lost(keys, GRID, k_patches=3).box.tolist() == [0, 0, 4, 1]
+
+
+def test_tokencut_graph_is_one_above_tau_and_eps_elsewhere():
+    keys = np.array([[1.0, 0.0], [0.9, 0.1], [0.1, 0.99]])
+    graph = tokencut_graph(keys, tau=0.2, eps=1e-5)
+    cosine = 0.1 / np.hypot(0.1, 0.99)  # keys 0 and 2: 0.1005, below tau
+    assert cosine < 0.2
+    assert graph.tolist() == [[1, 1, 1e-5], [1, 1, 1], [1e-5, 1, 1]]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_fiedler_vector_is_scipys_generalised_eigenvector(seed):
+    keys = np.random.default_rng(seed).normal(size=(30, 8))
+    weights = tokencut_graph(keys)
+    degrees = np.diag(weights.sum(axis=1))
+    _, expected = scipy.linalg.eigh(degrees - weights, degrees, subset_by_index=[1, 1])
+    found = fiedler_vector(weights)
+    sign = np.sign(found @ expected[:, 0])
+    np.testing.assert_allclose(found * sign, expected[:, 0], atol=1e-8)
+
+
+def test_tokencut_takes_the_side_of_the_largest_entry_its_seeds_component():
+    keys = clustered_keys([(0, 2), (0, 3), (1, 3)])
+    found = tokencut(keys, GRID)
+    # Two cliques joined by eps: the Fiedler vector is constant on each, larger in magnitude
+    # on the smaller one, which holds the seed and is the foreground.
+    assert found.seed in (2, 3, 7)
+    assert (found.box.tolist(), int(found.mask.sum())) == ([2, 0, 4, 2], 3)
+
+
+def test_a_seed_in_the_background_is_an_error():
+    with pytest.raises(ValueError, match="background"):
+        component_box(np.zeros(GRID, dtype=bool), 0)
+
+
+def test_dino_attention_sums_the_heads():
+    attention = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    assert dino_attention(attention).tolist() == (attention[0] + attention[1]).tolist()
+
+
+def test_a_cnns_features_are_standardised_over_the_whole_matrix():
+    features = np.random.default_rng(0).normal(3.0, 2.0, size=(3, 4, 5))
+    flat = standardised(features)
+    assert flat.shape == (12, 5)
+    assert abs(flat.mean()) < 1e-12 and abs(flat.std() - 1) < 1e-5
