@@ -106,3 +106,22 @@ def test_a_cnns_features_are_standardised_over_the_whole_matrix():
     flat = standardised(features)
     assert flat.shape == (12, 5)
     assert abs(flat.mean()) < 1e-12 and abs(flat.std() - 1) < 1e-5
+
+
+# ----------------------------------------------------------------------------- the workflow
+
+
+@pytest.mark.workflow
+def test_every_peer_comes_from_one_features_job_per_shard(tmp_path):
+    from conftest import run_snakemake, tiny_config
+    from test_workflow import planned_jobs
+
+    config = tiny_config(backbones=["vit"], variants=["rps", "lost", "tokencut", "dino_attention"])
+    config["datasets"] = {"tiny": config["datasets"]["tiny"]}
+    config["backbones"] = {"vit": {"arch": "vit_s16", "weights": "random", "seed": 0}}
+    manifests = [f"results/tiny/manifest/{split}.csv" for split in ("train", "val", "test")]
+    run_snakemake(tmp_path, config, *manifests)
+    jobs = planned_jobs(run_snakemake(tmp_path, config, "tiny", "--dry-run"))
+    # 10 training and 6 + 6 evaluated images in shards of 4: 3 + 2 + 2 shards, one job each.
+    assert jobs["features"] == 7
+    assert jobs["maps"] == jobs["metrics"] == jobs["corloc"] == 4 * 2

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rpsloc import paths
-from rpsloc.backbones import Weights, effective_output_stride, parse_weights
+from rpsloc.backbones import Weights, architecture, effective_output_stride, parse_weights
 from rpsloc.backbones.checkpoints import require_checkpoint_file
 from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import adapter_of, check_dataset, manifest_settings
@@ -376,6 +376,15 @@ def _dataset(
             f"classifiers ({sorted(classifiers)})"
         )
     variants = tuple(_variant(name, variant, classifier) for variant in entry["variants"])
+    for variant in variants:
+        if variant.discovery_input != "cls_attention":
+            continue
+        for backbone in entry["backbones"]:
+            if not architecture(backbones[backbone].arch).patch_grid:
+                raise InputError(
+                    f"config: {where}.variants '{variant.name}' reads a ViT's CLS attention; "
+                    f"backbone '{backbone}' ({backbones[backbone].arch}) has none"
+                )
     requested_stride = entry.get("output_stride", defaults["output_stride"])
     strides = {
         backbone: _stride(where, backbones[backbone], requested_stride)

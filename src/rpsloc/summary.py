@@ -14,6 +14,10 @@ from rpsloc.datasets.policy import SKIPPED_COLUMNS, read_skipped
 from rpsloc.io import atomic_path, read_attrs, read_csv, read_json, write_csv_atomic
 from rpsloc.paths import ResultFiles
 from rpsloc.protocols import authors_protocol
+from rpsloc.variants import parse_variant
+
+#: Columns a box-only method leaves empty: they sweep a threshold over a map it does not have.
+SWEPT_COLUMNS = ("max_box_acc", "authors_", "best_threshold", "pxap", "piou", "loc_", "top", "gt_")
 
 SUMMARY_COLUMNS = [
     "dataset",
@@ -29,6 +33,12 @@ SUMMARY_COLUMNS = [
     "max_box_acc_50",
     "max_box_acc_70",
     "max_box_acc_v1",
+    "corloc",  # one box per image, the object-discovery protocol (rpsloc.metrics.corloc)
+    "corloc_box",
+    "own_box_acc_30",  # box-only methods (LOST, TokenCut): BoxAcc at their own box
+    "own_box_acc_50",
+    "own_box_acc_70",
+    "peer_input",
     "authors_threshold_split",
     "authors_threshold",
     "authors_box_acc_30",
@@ -56,7 +66,9 @@ def summary_table(
 ) -> pd.DataFrame:
     """One row per result; the authors' threshold comes from `threshold_split` of the same
     backbone and variant (or from the split itself when there is none). `n_skipped` is the
-    number of images the split's manifest left out (`skipped`, per split; 0 when absent)."""
+    number of images the split's manifest left out (`skipped`, per split; 0 when absent).
+    CorLoc comes from the result's corloc file where the workflow made one; a box-only
+    method (LOST, TokenCut) has BoxAcc at its own box and no threshold-swept numbers."""
     by_key = {(r.backbone, r.variant, r.split): r for r in results}
     rows = []
     for result in results:
@@ -82,6 +94,11 @@ def summary_table(
             row["authors_threshold_split"] = chooser_split
             threshold_table = None if chooser is result else read_csv(chooser.table)
             row.update(authors_protocol(read_csv(result.table), threshold_table))
+        if Path(result.corloc).is_file():
+            row.update(read_json(result.corloc))
+            row["peer_input"] = attrs.get("peer_input", "")
+        if parse_variant(result.variant).box_only:
+            row = {k: v for k, v in row.items() if not k.startswith(SWEPT_COLUMNS)}
         rows.append(row)
     table = pd.DataFrame(rows)
     columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
@@ -102,6 +119,8 @@ def write_summary(
 
 PAPER_METRICS = {
     "max_box_acc_v2": "MaxBoxAccV2",
+    "own_box_acc_50": "BoxAcc@50 at own box",
+    "corloc": "CorLoc",
     "authors_box_acc_mean": "authors mean BoxAcc",
     "pxap": "PxAP",
 }

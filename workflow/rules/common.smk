@@ -81,6 +81,15 @@ def get_split_role(wildcards):
     return get_dataset(wildcards).role(wildcards.split)
 
 
+def get_discovery_inputs(wildcards):
+    """What the dataset's peers read from a ViT's last block, stored beside an evaluated
+    split's features by the same pass (`rpsloc.readers.DISCOVERY_INPUTS`); none otherwise."""
+    dataset = get_dataset(wildcards)
+    if dataset.role(wildcards.split) != "eval":
+        return []
+    return sorted({v.discovery_input for v in dataset.variants if v.discovery_input})
+
+
 def get_representer_settings(wildcards):
     spec = parse_selection(wildcards.selection)
     seed = get_dataset(wildcards).sampling_seed
@@ -216,7 +225,7 @@ def get_summary_inputs(wildcards):
     return [
         str(path)
         for result in dataset_results(wildcards.dataset)
-        for path in (result.maps, result.table, result.summary)
+        for path in (result.maps, result.table, result.summary, result.corloc)
     ]
 
 

@@ -1,0 +1,19 @@
+rule corloc:
+    """CorLoc of one box per image (the object-discovery protocol of LOST and TokenCut), and
+    BoxAcc at a box-only method's own box (rpsloc.metrics.corloc)."""
+    input:
+        maps=paths.MAPS,
+        manifest=get_manifest,
+        summary=paths.METRICS_SUMMARY,
+    output:
+        paths.CORLOC,
+    params:
+        iou_thresholds=EVALUATION["iou_thresholds"],
+    conda:
+        "../envs/rpsloc.yaml"
+    log:
+        paths.log_of(paths.CORLOC),
+    benchmark:
+        paths.benchmark_of(paths.CORLOC)
+    script:
+        "../scripts/corloc.py"

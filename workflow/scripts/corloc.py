@@ -1,0 +1,11 @@
+from rpsloc.logging import to_log
+from rpsloc.metrics.corloc import write_split_corloc
+
+with to_log(snakemake.log[0]):
+    write_split_corloc(
+        maps=snakemake.input.maps,
+        manifest=snakemake.input.manifest,
+        metrics_summary=snakemake.input.summary,
+        out=snakemake.output[0],
+        iou_thresholds=snakemake.params.iou_thresholds,
+    )
