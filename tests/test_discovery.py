@@ -125,3 +125,43 @@ def test_every_peer_comes_from_one_features_job_per_shard(tmp_path):
     # 10 training and 6 + 6 evaluated images in shards of 4: 3 + 2 + 2 shards, one job each.
     assert jobs["features"] == 7
     assert jobs["maps"] == jobs["metrics"] == jobs["corloc"] == 4 * 2
+
+
+@pytest.fixture(scope="module")
+def peers_run(tmp_path_factory):
+    """The tiny synthetic set through the workflow with a random DINO ViT-S/16 (keys and CLS
+    attention) and, on a copy, the colourfulness fixture (a CNN: the peers on its features)."""
+    from conftest import run_snakemake, tiny_config
+
+    workdir = tmp_path_factory.mktemp("peers")
+    config = tiny_config(backbones=["vit"], variants=["rps", "lost", "tokencut", "dino_attention"])
+    cnn = {**config["datasets"]["tiny"], "backbones": ["fixture"], "variants": ["rps", "lost"]}
+    config["datasets"] = {"tiny": config["datasets"]["tiny"], "cnn": cnn}
+    config["backbones"]["vit"] = {"arch": "vit_s16", "weights": "random", "seed": 0}
+    run_snakemake(workdir, config, "results/tiny/summary.csv", "results/cnn/summary.csv")
+    return workdir
+
+
+@pytest.mark.workflow
+def test_every_method_gets_corloc_and_box_only_methods_boxacc_at_their_own_box(peers_run):
+    import pandas as pd
+
+    summary = pd.read_csv(peers_run / "results/tiny/summary.csv").set_index(["variant", "split"])
+    assert summary["corloc"].notna().all()
+    box_only = summary.loc[["lost", "tokencut"]]
+    assert box_only[["own_box_acc_30", "own_box_acc_50", "own_box_acc_70"]].notna().all().all()
+    assert box_only["max_box_acc_v2"].isna().all()  # no threshold sweep over a box
+    assert (box_only["corloc_box"] == "own box").all()
+    assert (box_only["peer_input"] == "last-block keys").all()
+    assert (summary.loc["dino_attention", "peer_input"] == "CLS attention").all()
+    assert summary.loc[["rps", "dino_attention"], "max_box_acc_v2"].notna().all()
+
+
+@pytest.mark.workflow
+def test_on_a_cnn_the_peers_run_on_its_feature_map_and_say_so(peers_run):
+    import pandas as pd
+
+    summary = pd.read_csv(peers_run / "results/cnn/summary.csv")
+    lost_rows = summary[summary.variant == "lost"]
+    assert (lost_rows["peer_input"] == "feature map (no ViT keys)").all()
+    assert lost_rows["corloc"].notna().all()
