@@ -260,3 +260,24 @@ def test_there_is_an_example_config_for_every_real_dataset():
 def test_the_demo_config_resolves():
     settings = resolved(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert settings.pretrained == ("small-pretrained",)
+
+
+def test_dino_attention_on_a_cnn_is_refused_naming_the_backbone():
+    config = tiny_config(backbones=["resnet50-random"], variants=["dino_attention"])
+    with pytest.raises(
+        InputError,
+        match=r"'dino_attention' reads a ViT's CLS attention; "
+        r"backbone 'resnet50-random' \(resnet50\) has none",
+    ):
+        resolved(config)
+
+
+def test_the_object_discovery_sets_are_uncropped_at_480():
+    for adapter in ("voc", "coco20k"):
+        assert (
+            adapter_defaults(adapter)["image_size"],
+            adapter_defaults(adapter)["crop_size"],
+        ) == (
+            480,
+            480,
+        )
