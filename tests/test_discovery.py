@@ -165,3 +165,54 @@ def test_on_a_cnn_the_peers_run_on_its_feature_map_and_say_so(peers_run):
     lost_rows = summary[summary.variant == "lost"]
     assert (lost_rows["peer_input"] == "feature map (no ViT keys)").all()
     assert lost_rows["corloc"].notna().all()
+
+
+# ----------------------------------------------------------------------------- keys we control
+
+
+@pytest.fixture(scope="module")
+def keyed_shard(tmp_path_factory):
+    """A features shard of the synthetic set whose `keys` are ours: one direction on the
+    patches whose centre lies in an object's box, another elsewhere."""
+    import h5py
+
+    from rpsloc.datasets.records import write_manifest
+    from rpsloc.features import extract_shard
+    from rpsloc.manifest import build_manifest
+    from rpsloc.synthetic import generate_synthetic_dataset
+
+    folder = tmp_path_factory.mktemp("keyed")
+    generate_synthetic_dataset(folder / "data", splits={"test": 8}, max_side=160, seed=3)
+    records = build_manifest({"adapter": "synthetic", "root": str(folder / "data")}, "test")
+    write_manifest(records, folder / "test.csv")
+    backbone = {"arch": "resnet_small", "width": 8, "depth": 1, "weights": "random", "seed": 0}
+    shard = folder / "shard-0.h5"
+    extract_shard(folder / "test.csv", "eval", 0, 8, backbone, 224, 224, 16, shard, device="cpu")
+    with h5py.File(shard, "a") as handle:
+        offsets, boxes = handle["box_offsets"][()], handle["boxes"][()]
+        centres = np.arange(14) * 16 + 8
+        keys = np.tile(np.array([0, 1, 0], np.float16), (8, 14, 14, 1))
+        for image in range(8):
+            for x0, y0, x1, y1 in boxes[offsets[image] : offsets[image + 1]]:
+                rows = (centres >= y0) & (centres <= y1)
+                columns = (centres >= x0) & (centres <= x1)
+                keys[image][np.ix_(rows, columns)] = [1, 0, 0]
+        handle.create_dataset("keys", data=keys)
+    return shard, {record.image_id: record for record in records}
+
+
+@pytest.mark.parametrize("variant", ["lost", "tokencut"])
+def test_with_keys_that_mark_the_objects_the_peers_locate_every_image(
+    keyed_shard, variant, tmp_path
+):
+    from rpsloc.maps import write_maps
+    from rpsloc.metrics.corloc import split_corloc
+    from rpsloc.readers import read_maps
+
+    shard, records = keyed_shard
+    write_maps(variant, [shard], tmp_path / "maps.h5")
+    maps = read_maps(tmp_path / "maps.h5")
+    assert maps.attrs["peer_input"] == "last-block keys"
+    result = split_corloc(maps, records, None, (30, 50, 70))
+    assert (result["corloc"], result["corloc_n_images"]) == (100.0, 8)
+    assert result["own_box_acc_50"] == 100.0
