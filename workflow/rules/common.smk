@@ -6,6 +6,7 @@ from dataclasses import asdict
 from snakemake.utils import validate
 
 from rpsloc import paths
+from rpsloc.backbones import architecture
 from rpsloc.datasets.records import MANIFEST_COLUMNS
 from rpsloc.io import FORMAT_VERSION
 from rpsloc.datasets import source_files
@@ -83,9 +84,11 @@ def get_split_role(wildcards):
 
 def get_discovery_inputs(wildcards):
     """What the dataset's peers read from a ViT's last block, stored beside an evaluated
-    split's features by the same pass (`rpsloc.readers.DISCOVERY_INPUTS`); none otherwise."""
+    split's features by the same pass (`rpsloc.readers.DISCOVERY_INPUTS`); none for a
+    training split or a CNN, so adding a peer there reruns no features job."""
     dataset = get_dataset(wildcards)
-    if dataset.role(wildcards.split) != "eval":
+    vit = architecture(get_backbone(wildcards).arch).patch_grid
+    if dataset.role(wildcards.split) != "eval" or not vit:
         return []
     return sorted({v.discovery_input for v in dataset.variants if v.discovery_input})
 
