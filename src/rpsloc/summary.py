@@ -96,7 +96,8 @@ def summary_table(
             row.update(authors_protocol(read_csv(result.table), threshold_table))
         if Path(result.corloc).is_file():
             row.update(read_json(result.corloc))
-            row["peer_input"] = attrs.get("peer_input", "")
+        if attrs.get("peer_input"):
+            row["peer_input"] = attrs["peer_input"]
         if parse_variant(result.variant).box_only:
             row = {k: v for k, v in row.items() if not k.startswith(SWEPT_COLUMNS)}
         rows.append(row)
