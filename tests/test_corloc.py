@@ -3,6 +3,8 @@ ground-truth box, boxes as rectangles between pixel edges in the original image.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,31 @@ def test_box_accuracy_at_the_methods_own_box_counts_images_with_ground_truth():
         "own_box_acc_50": 100.0,
         "own_box_acc_70": 50.0,
     }
+
+
+def test_a_map_methods_box_is_the_boxes_stages_first_and_no_box_is_a_miss():
+    import pandas as pd
+
+    from rpsloc.datasets.records import ImageRecord
+    from rpsloc.metrics.corloc import split_corloc
+    from rpsloc.readers import MapsFile, PredictedBoxes
+
+    maps = MapsFile(
+        path=Path("maps.h5"),
+        image_ids=["000005", "000007"],
+        labels=np.array([-1, -1]),
+        maps=np.zeros((2, 4, 4), np.float32),
+        attrs={"image_size": 64, "crop_size": 64},
+    )
+    records = {
+        image_id: ImageRecord(image_id, Path(f"{image_id}.jpg"), 100, 50, -1, [[10, 10, 29, 29]])
+        for image_id in maps.image_ids
+    }
+    boxes = pd.DataFrame(
+        [("000005", 2, 0, 0, 99, 49, 0.9), ("000005", 1, 10, 10, 29, 29, 0.5)],
+        columns=["image_id", "rank", "x0", "y0", "x1", "y1", "score"],
+    )
+    predicted = PredictedBoxes(boxes, pd.DataFrame())
+    result = split_corloc(maps, records, predicted, (30, 50, 70))
+    assert (result["corloc"], result["corloc_n_without_box"]) == (50.0, 1)
+    assert result["corloc_box"] == "boxes stage, first box"

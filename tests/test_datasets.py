@@ -30,6 +30,7 @@ def test_every_documented_adapter_is_registered():
         "csv",
         "voc",
         "coco20k",
+        "folder",
     }
 
 

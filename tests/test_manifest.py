@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import run_snakemake, tiny_config
 from layouts import (
+    CSV_HEADER,
     cub_dataset,
     make_aircraft,
     make_cars,
@@ -17,13 +18,15 @@ from layouts import (
     make_cub,
     make_dogs,
     make_own,
+    write_image,
+    write_text,
 )
 
 from rpsloc import paths
 from rpsloc.datasets.policy import read_skipped
 from rpsloc.datasets.records import ImageRecord, read_manifest, write_manifest
 from rpsloc.errors import InputError
-from rpsloc.manifest import write_split_manifest
+from rpsloc.manifest import build_split, write_split_manifest
 from rpsloc.synthetic import generate_synthetic_dataset
 
 # ----------------------------------------------------------------------------- manifest CSV
@@ -39,6 +42,7 @@ def _record(image_id: str = "a/1.jpg", boxes=((1, 2, 3, 4), (5, 6, 7, 8))) -> Im
         boxes=np.array(boxes, dtype=np.int64),
         mask_paths=(Path("/masks/a_0.png"), Path("/masks/a_1.png")),
         ignore_path=Path("/masks/a_ignore.png"),
+        fingerprints=("1200:17", "300:18", "310:19", "90:20"),
     )
 
 
@@ -62,12 +66,21 @@ def test_the_manifest_csv_has_the_documented_columns_and_formats(tmp_path):
     write_manifest([_record()], tmp_path / "m.csv")
     header, row = (tmp_path / "m.csv").read_text().splitlines()
     assert header == (
-        "image_id,path,width,height,label,boxes,mask_paths,ignore_path,box_origin,box_flags"
+        "image_id,path,width,height,label,boxes,mask_paths,ignore_path,box_origin,fingerprints,"
+        "box_flags"
     )
     assert row == (
         "a/1.jpg,/data/a/1.jpg,40,30,3,1 2 3 4;5 6 7 8,/masks/a_0.png;/masks/a_1.png,"
-        "/masks/a_ignore.png,0,;"  # two boxes without flags
+        "/masks/a_ignore.png,0,1200:17;300:18;310:19;90:20,;"  # two boxes without flags
     )
+
+
+def test_a_manifest_row_with_a_fingerprint_missing_is_an_error_naming_the_line(tmp_path):
+    write_manifest([_record()], tmp_path / "m.csv")
+    text = (tmp_path / "m.csv").read_text().replace(";90:20", "")
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(InputError, match=r"m.csv, line 2: .*one fingerprint per file \(4\)"):
+        read_manifest(tmp_path / "m.csv")
 
 
 def test_a_one_based_annotation_keeps_its_origin_so_the_native_boxes_can_be_rebuilt(tmp_path):
@@ -83,6 +96,14 @@ def test_a_bad_manifest_row_is_an_error_naming_the_file_and_line(tmp_path):
     text = (tmp_path / "m.csv").read_text().replace("1 2 3 4;5 6 7 8", "1 2 3;5 6 7 8", 2)
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(InputError, match=r"m.csv, line 2: expected boxes"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_a_manifest_value_too_large_for_the_stage_files_is_an_error_naming_the_line(tmp_path):
+    write_manifest([_record(), _record("a/2.jpg")], tmp_path / "m.csv")
+    text = (tmp_path / "m.csv").read_text()
+    (tmp_path / "m.csv").write_text(text.replace(",40,30,3,", f",40,30,{2**63},", 1))
+    with pytest.raises(InputError, match=r"m.csv, line 2: expected label between -1 and 21"):
         read_manifest(tmp_path / "m.csv")
 
 
@@ -191,3 +212,31 @@ def test_a_clean_dataset_leaves_an_empty_skipped_table(manifests):
     assert (
         manifests / paths.MANIFEST_SKIPPED.format(dataset="cars", split="train")
     ).read_text() == ("image_id,file,line,reason\n")
+
+
+# ----------------------------------------------------------------------------- partial boxes
+
+
+@pytest.fixture
+def partly_boxed(tmp_path) -> dict:
+    """A bring-your-own CSV whose test split has a box for one of its two images."""
+    write_image(tmp_path / "a.jpg", (64, 48))
+    write_image(tmp_path / "b.jpg", (64, 48))
+    table = CSV_HEADER + "test,a.jpg,0,1,2,30,40\ntest,b.jpg,,,,,\n"
+    return {"adapter": "csv", "csv": str(write_text(tmp_path / "own.csv", table))}
+
+
+def test_an_evaluated_split_with_boxes_for_some_images_only_is_an_error_naming_one(partly_boxed):
+    with pytest.raises(InputError, match=r"image b.jpg has no ground-truth box or mask, while 1"):
+        build_split(partly_boxed, "test", evaluated=True)
+
+
+def test_under_skip_an_image_without_a_box_is_listed_and_still_localized(partly_boxed):
+    split = build_split({**partly_boxed, "on_bad_image": "skip"}, "test", evaluated=True)
+    assert [item.image_id for item in split.skipped] == ["b.jpg"]
+    assert "out of the metrics only (it is still localized)" in split.skipped[0].reason
+    assert [record.image_id for record in split.records] == ["a.jpg", "b.jpg"]
+
+
+def test_a_training_split_with_boxes_for_some_images_only_is_fine(partly_boxed):
+    assert len(build_split(partly_boxed, "test", evaluated=False).records) == 2

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import REPO, resolved, tiny_config
 
+from rpsloc.configfile import read_config
 from rpsloc.datasets import ADAPTERS
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.settings import PROTOCOL_DEFAULTS, adapter_defaults, require_checkpoint_files
@@ -22,6 +22,7 @@ LAYOUT_KEYS = {
     "openimages": {"root": "/o", "metadata": "/m"},
     "wsol": {"images": "/i", "metadata": "/m"},
     "csv": {"csv": "/own.csv"},
+    "folder": {"root": "/photos"},
     "cars": {"root": "/c"},
     "dogs": {"root": "/d"},
     "aircraft": {"root": "/a"},
@@ -85,6 +86,16 @@ def test_datasets_without_a_val_split_have_no_threshold_split():
 def test_values_set_in_the_config_win_over_the_defaults():
     settings = dataset("cub", eval_splits=("val", "x"), image_size=512, threshold_split="x")
     assert (settings.image_size, settings.crop_size, settings.threshold_split) == (512, 448, "x")
+
+
+def test_a_folder_of_photos_is_resized_to_224_without_a_crop():
+    settings = dataset("folder")
+    assert (settings.image_size, settings.crop_size) == (224, 224)
+    assert settings.output_strides == {"resnet50-random": 16}
+
+
+def test_crop_size_null_means_no_centre_crop():
+    assert dataset("cub", crop_size=None).crop_size == 480
 
 
 def test_every_adapter_has_protocol_defaults():
@@ -204,6 +215,15 @@ def test_random_and_none_weights_name_no_checkpoint(weights):
     assert resolved(config).backbones["fixture"].checkpoint is None
 
 
+def test_the_checkpoint_size_limit_reaches_the_backbones_that_read_a_checkpoint():
+    config = tiny_config()
+    config["backbones"]["resnet50-random"]["weights"] = "/data/moco.pth.tar"
+    config["checkpoints"] = {"max_size_gb": 3.5}
+    backbones = resolved(config).backbones
+    assert backbones["resnet50-random"].model_config()["max_checkpoint_bytes"] == 3_500_000_000
+    assert "max_checkpoint_bytes" not in backbones["fixture"].model_config()  # a random init
+
+
 def test_a_missing_checkpoint_file_is_an_error_naming_its_key(tmp_path):
     config = tiny_config()
     config["backbones"]["resnet50-random"]["weights"] = str(tmp_path / "absent.pth")
@@ -234,6 +254,20 @@ def test_a_crop_larger_than_the_image_is_an_error():
         resolved(tiny_config(crop_size=200))
 
 
+def test_a_variant_listed_twice_is_an_error_naming_it():
+    with pytest.raises(
+        InputError, match=r"datasets.tiny.variants lists 'rps' twice \(entries 1 and 3"
+    ):
+        resolved(tiny_config(variants=["rps", "caam", "rps"]))
+
+
+def test_a_crop_of_one_feature_cell_is_an_error_naming_the_backbone_and_stride():
+    with pytest.raises(
+        InputError, match=r"crop_size 16 gives backbone fixture \(output stride 16\).* >= 32"
+    ):
+        resolved(tiny_config(image_size=16, crop_size=16))
+
+
 def test_a_transfer_from_an_unknown_dataset_is_an_error():
     with pytest.raises(InputError, match=r"base dataset 'elsewhere' is not a key of datasets"):
         resolved(tiny_config(variants=["rps-from-elsewhere"]))
@@ -246,19 +280,17 @@ EXAMPLES = sorted((REPO / "config" / "examples").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_config_passes_the_schema_and_the_config_checks(path: Path):
-    settings = resolved(yaml.safe_load(path.read_text()))
+    settings = resolved(read_config(path))
     assert {d.adapter for d in settings.datasets.values()} <= set(ADAPTERS)
 
 
 def test_there_is_an_example_config_for_every_real_dataset():
-    adapters = {
-        d["adapter"] for p in EXAMPLES for d in yaml.safe_load(p.read_text())["datasets"].values()
-    }
+    adapters = {d["adapter"] for p in EXAMPLES for d in read_config(p)["datasets"].values()}
     assert adapters == set(ADAPTERS) - {"wsol", "synthetic"}
 
 
 def test_the_demo_config_resolves():
-    settings = resolved(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    settings = resolved(read_config(REPO / "config" / "config.yaml"))
     assert settings.pretrained == ("small-pretrained",)
 
 
@@ -281,3 +313,39 @@ def test_the_object_discovery_sets_are_uncropped_at_480():
             480,
             480,
         )
+
+
+# ----------------------------------------------------------------------------- box thresholds
+
+
+def box_rule(threshold, labelled, threshold_split="val", split="test"):
+    config = dataset_config("cub", eval_splits=("val", "test"), threshold_split=threshold_split)
+    config["boxes"] = {"threshold": threshold}
+    settings = resolved(config)
+    return settings.boxes.threshold_rule(settings.datasets["d"], split, labelled)
+
+
+def test_an_auto_box_threshold_is_chosen_on_the_threshold_split_when_it_has_ground_truth():
+    rule = box_rule("auto", labelled=("val", "test"))
+    assert rule == {"rule": "labelled", "split": "val", "protocol": "benchmark", "interval": 0.01}
+
+
+def test_an_auto_box_threshold_without_ground_truth_is_otsus():
+    assert box_rule("auto", labelled=()) == {"rule": "otsu"}
+
+
+def test_a_labelled_box_threshold_without_ground_truth_is_an_error_naming_the_key():
+    with pytest.raises(InputError, match=r"boxes.threshold is 'labelled', but split 'val'"):
+        box_rule("labelled", labelled=("test",))
+
+
+def test_a_fixed_box_threshold_is_used_as_it_is():
+    assert box_rule(0.35, labelled=("val",)) == {"rule": "fixed", "value": 0.35}
+
+
+@pytest.mark.parametrize(("variants", "expected"), [("method", ("rps",)), ("all", ("caam", "rps"))])
+def test_a_dataset_target_writes_the_boxes_of_the_method_or_of_every_variant(variants, expected):
+    config = dataset_config("cub", variants=["caam", "rps"])
+    config["boxes"] = {"variants": variants}
+    settings = resolved(config)
+    assert settings.boxes.variants_of(settings.datasets["d"]) == expected

@@ -16,6 +16,9 @@ RESULTS = "results"
 SYNTHETIC = "results/{dataset}/synthetic"
 MANIFEST = "results/{dataset}/manifest/{split}.csv"
 MANIFEST_SKIPPED = "results/{dataset}/manifest/{split}.skipped.csv"
+MANIFEST_CHANGES = "results/{dataset}/manifest/{split}.changes.csv"  # rpsloc.tracking
+
+CHECKPOINT_RECORD = "results/backbones/{backbone}/checkpoint.json"  # rpsloc.tracking
 
 PRETRAIN_CHECKPOINT = "results/pretrain/{backbone}/checkpoint.pth"
 PRETRAIN_LOSSES = "results/pretrain/{backbone}/loss.csv"
@@ -31,6 +34,11 @@ METRICS_SUMMARY = "results/{dataset}/{backbone}/{variant}/metrics/{split}.json"
 METRICS_IMAGES = "results/{dataset}/{backbone}/{variant}/metrics/{split}-images.csv"
 METRICS_CURVE = "results/{dataset}/{backbone}/{variant}/metrics/{split}-pr.csv"
 CORLOC = "results/{dataset}/{backbone}/{variant}/metrics/{split}-corloc.json"
+
+BOXES = "results/{dataset}/{backbone}/{variant}/boxes/{split}.csv"
+BOXES_IMAGES = "results/{dataset}/{backbone}/{variant}/boxes/{split}-images.csv"
+BOXES_COCO = "results/{dataset}/{backbone}/{variant}/boxes/{split}.coco.json"
+BOX_MASKS = "results/{dataset}/{backbone}/{variant}/boxes/{split}-masks"
 
 TRAINING_RANKING = "results/{dataset}/{backbone}/explanations/training_images.csv"
 EXPLANATIONS = "results/{dataset}/{backbone}/explanations/{split}.h5"

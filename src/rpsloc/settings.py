@@ -11,13 +11,13 @@ settings; no other module interprets the raw configuration.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rpsloc import paths
 from rpsloc.backbones import Weights, architecture, effective_output_stride, parse_weights
-from rpsloc.backbones.checkpoints import require_checkpoint_file
+from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, require_checkpoint_file
 from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import adapter_of, check_dataset, manifest_settings
 from rpsloc.datasets.cifar import CIFAR
@@ -35,14 +35,16 @@ _IMAGENET = {
 _FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
 _UNCROPPED = {**_IMAGENET, "image_size": 224}
 _DISCOVERY = {**_IMAGENET, "image_size": 480, "crop_size": 480}
+_PREDICTION = {**_UNCROPPED, "crop_size": None}
 
 #: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
 #: stride; fine-grained sets at 480/448/32, the rest at ImageNet's 256/224/16 (the synthetic
 #: set and CIFAR uncropped at 224). CUB and ImageNet choose the threshold on val, as the
 #: authors do; masks are resized bilinearly (CUB's soft segmentations) except OpenImages', which
-#: the authors resize nearest-neighbour (rpsloc.masks). The object-discovery sets (VOC, COCO20k)
-#: are resized to 480 x 480 without a crop: the peers see the whole image, and CorLoc's
-#: ground truth lies anywhere in it.
+#: the authors resize nearest-neighbour (rpsloc.masks). A folder of photos is resized to 224
+#: without a crop (`crop_size: None`), so the boxes stage sees the whole of every image
+#: (docs/boxes.md). The object-discovery sets (VOC, COCO20k) are resized to 480 x 480 without a
+#: crop: the peers see the whole image, and CorLoc's ground truth lies anywhere in it.
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "wsol": _IMAGENET,
     "synthetic": _UNCROPPED,
@@ -54,15 +56,16 @@ PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "aircraft": _FINE_GRAINED,
     **{kind: _UNCROPPED for kind in CIFAR},
     "csv": _IMAGENET,
+    "folder": _PREDICTION,
     "voc": _DISCOVERY,
     "coco20k": _DISCOVERY,
 }
 
 
 def adapter_defaults(adapter: str) -> dict[str, Any]:
-    """image_size, crop_size, output_stride, threshold_split (None: no default) and
-    mask_resize of an adapter: the protocol its dataset is evaluated with unless the
-    configuration says otherwise (METHOD.md sections 1 and 3)."""
+    """image_size, crop_size (None: no crop), output_stride, threshold_split (None: no
+    default) and mask_resize of an adapter: the protocol its dataset is evaluated with unless
+    the configuration says otherwise (METHOD.md sections 1 and 3)."""
     adapter_of({"adapter": adapter})
     return dict(PROTOCOL_DEFAULTS[adapter])
 
@@ -87,6 +90,58 @@ class EvaluationSettings:
     overlay_images: int
 
 
+#: The box-threshold rules of `boxes.threshold` besides a number (docs/boxes.md).
+THRESHOLD_RULES = ("auto", "labelled", "otsu")
+
+
+@dataclass(frozen=True)
+class BoxSettings:
+    """`boxes:` how the boxes stage thresholds each map: the threshold rule (a rule name of
+    THRESHOLD_RULES or a fixed number), the protocol whose BoxAcc a labelled choice maximises,
+    the smallest box kept (a fraction of the map's pixels), whether masks are written, and
+    whose boxes a dataset's target writes (`method`: its pictured variant's; `all`), and the
+    metrics' threshold interval, whose grid a labelled threshold is one of."""
+
+    threshold: str | float
+    protocol: str
+    min_area: float
+    masks: bool
+    variants: str = "method"
+    interval: float = 0.01
+
+    def variants_of(self, dataset: DatasetSettings) -> tuple[str, ...]:
+        """The map variants of a dataset whose boxes its target writes."""
+        return dataset.variant_names if self.variants == "all" else (dataset.pictured_variant,)
+
+    def threshold_rule(
+        self, dataset: DatasetSettings, split: str, labelled: Collection[str]
+    ) -> dict[str, Any]:
+        """How the boxes of `split` get their threshold, as the boxes stage reads it:
+        `{"rule": "fixed", "value": t}`, `{"rule": "otsu"}` (no ground truth needed) or
+        `{"rule": "labelled", "split": s, "protocol": p, "interval": i}`, s being the dataset's
+        threshold split, else `split` itself, i the metrics' grid interval. `labelled` names the
+        splits with ground truth; `auto` is `labelled` when s is one of them, else `otsu`
+        (docs/boxes.md)."""
+        if not isinstance(self.threshold, str):
+            return {"rule": "fixed", "value": float(self.threshold)}
+        if self.threshold == "otsu":
+            return {"rule": "otsu"}
+        source = dataset.threshold_split or split
+        if source in labelled:
+            return {
+                "rule": "labelled",
+                "split": source,
+                "protocol": self.protocol,
+                "interval": self.interval,
+            }
+        if self.threshold == "labelled":
+            raise InputError(
+                f"config: boxes.threshold is 'labelled', but split {source!r} of dataset "
+                f"{dataset.name!r} has no ground truth to choose it on; set a number or 'otsu'"
+            )
+        return {"rule": "otsu"}
+
+
 @dataclass(frozen=True)
 class ExplanationSettings:
     """`explanations:` how many representers per test image and which selection sizes."""
@@ -108,6 +163,7 @@ class BackboneSettings:
     seed: int
     options: Mapping[str, Any]  # the arch's sizing keys (e.g. resnet_small's width, depth)
     pretrain: Mapping[str, Any] | None = None  # the `pretrain:` block, for `weights: pretrain`
+    max_checkpoint_bytes: int = DEFAULT_MAX_BYTES  # `checkpoints.max_size_gb`
 
     @property
     def checkpoint(self) -> str | None:
@@ -115,14 +171,17 @@ class BackboneSettings:
         return None if self.weights.path is None else str(self.weights.path)
 
     def model_config(self) -> dict[str, Any]:
-        """The entry as `rpsloc.backbones.build_backbone` reads it."""
+        """The entry as `rpsloc.backbones.build_backbone` reads it (with the size limit when
+        a checkpoint is read)."""
         weights = self.checkpoint or self.weights.kind
+        limit = {"max_checkpoint_bytes": self.max_checkpoint_bytes} if self.checkpoint else {}
         return {
             "arch": self.arch,
             "weights": weights,
             "checkpoint_format": self.checkpoint_format,
             "seed": self.seed,
             **self.options,
+            **limit,
         }
 
     def pretrain_settings(self, device: str) -> PretrainSettings:
@@ -152,7 +211,7 @@ class DatasetSettings:
     eval_splits: tuple[str, ...]
     threshold_split: str | None
     image_size: int  # evaluated splits: resize, then centre crop (METHOD.md section 1)
-    crop_size: int
+    crop_size: int  # image_size when the configuration says `crop_size: null` (no crop)
     train_image_size: int  # the training split: the authors' 224 x 224, no crop, by default
     train_crop_size: int
     mask_resize: str  # how ground-truth masks are resized (rpsloc.masks.MASK_RESIZES)
@@ -161,6 +220,7 @@ class DatasetSettings:
     variants: tuple[Variant, ...]
     sampling_seed: int
     classifier: str | None
+    fingerprint: str = "stat"  # how the manifest tracks its files (rpsloc.tracking)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -207,14 +267,18 @@ class Settings:
     features: FeatureSettings
     evaluation: EvaluationSettings
     explanations: ExplanationSettings
+    boxes: BoxSettings
     pretrained: tuple[str, ...] = field(default=())  # backbones the pretrain stage trains
 
 
 def resolve_settings(config: Mapping[str, Any]) -> Settings:
     """Typed settings of a schema-validated configuration; `InputError` naming the key of the
     first inconsistency. Whether the checkpoint files exist is `require_checkpoint_files`."""
+    max_checkpoint_bytes = round(
+        config.get("checkpoints", {}).get("max_size_gb", DEFAULT_MAX_BYTES / 1e9) * 1e9
+    )
     backbones = {
-        name: _backbone(name, entry, config["datasets"])
+        name: _backbone(name, entry, config["datasets"], max_checkpoint_bytes)
         for name, entry in config["backbones"].items()
     }
     classifiers = {
@@ -229,6 +293,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
     features = config.get("features", {})
     evaluation = config.get("evaluation", {})
     explanations = config.get("explanations", {})
+    boxes = config.get("boxes", {})
     return Settings(
         datasets=datasets,
         backbones=backbones,
@@ -250,13 +315,23 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             selection_sizes=tuple(explanations.get("selection_sizes", ())),
             gallery_images=explanations.get("gallery_images", 4),
         ),
+        boxes=BoxSettings(
+            threshold=boxes.get("threshold", "auto"),
+            protocol=boxes.get("protocol", "benchmark"),
+            min_area=boxes.get("min_area", 0.005),
+            masks=boxes.get("masks", False),
+            variants=boxes.get("variants", "method"),
+            interval=evaluation.get("cam_curve_interval", 0.01),
+        ),
         pretrained=tuple(
             name for name, backbone in backbones.items() if backbone.weights.kind == "pretrain"
         ),
     )
 
 
-def _backbone(name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any]) -> BackboneSettings:
+def _backbone(
+    name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any], max_checkpoint_bytes: int
+) -> BackboneSettings:
     where = f"config: backbones.{name}"
     weights = parse_weights(entry["weights"])
     block = entry.get("pretrain")
@@ -290,6 +365,7 @@ def _backbone(name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any]) 
         seed=entry.get("seed", 0),
         options=options,
         pretrain=block,
+        max_checkpoint_bytes=max_checkpoint_bytes,
     )
 
 
@@ -338,6 +414,8 @@ def _dataset(
     defaults = adapter_defaults(entry["adapter"])
     image_size = entry.get("image_size", defaults["image_size"])
     crop_size = entry.get("crop_size", defaults["crop_size"])
+    if crop_size is None:  # no centre crop: the whole resized image
+        crop_size = image_size
     if crop_size > image_size:
         raise InputError(
             f"config: {where}.crop_size ({crop_size}) is larger than image_size ({image_size})"
@@ -390,6 +468,7 @@ def _dataset(
         backbone: _stride(where, backbones[backbone], requested_stride)
         for backbone in entry["backbones"]
     }
+    _check_variants_and_geometry(where, entry["variants"], crop_size, strides)
     return DatasetSettings(
         name=name,
         adapter=entry["adapter"],
@@ -408,7 +487,31 @@ def _dataset(
         variants=variants,
         sampling_seed=entry.get("sampling_seed", 0),
         classifier=classifier,
+        fingerprint=entry.get("fingerprint", "stat"),
     )
+
+
+def _check_variants_and_geometry(
+    where: str, variants: list[str], crop_size: int, strides: Mapping[str, int]
+) -> None:
+    """Each variant listed once (one summary row each), and a crop that spans at least two
+    feature cells across for every backbone: a one-cell map is constant, normalises to zeros
+    and finds no box, so it would score 0.0 instead of failing."""
+    first: dict[str, int] = {}
+    for position, variant in enumerate(variants, start=1):
+        if variant in first:
+            raise InputError(
+                f"config: {where}.variants lists {variant!r} twice (entries {first[variant]} "
+                f"and {position}); each variant is one row of the summary"
+            )
+        first[variant] = position
+    for backbone, stride in strides.items():
+        if crop_size < 2 * stride:
+            raise InputError(
+                f"config: {where}.crop_size {crop_size} gives backbone {backbone} (output "
+                f"stride {stride}) a feature map of one cell across, whose activation map is "
+                f"constant and finds no box; expected crop_size >= {2 * stride}"
+            )
 
 
 def _stride(where: str, backbone: BackboneSettings, requested: int) -> int:

@@ -1,8 +1,12 @@
 # The configuration resolved once (rpsloc.settings), wildcard constraints and the input
 # functions of every stage. File names come from rpsloc.paths; no rule spells a path out.
+import functools
+import os
 import re
 from dataclasses import asdict
+from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from rpsloc import paths
@@ -10,8 +14,15 @@ from rpsloc.backbones import architecture
 from rpsloc.datasets.records import MANIFEST_COLUMNS
 from rpsloc.io import FORMAT_VERSION
 from rpsloc.datasets import source_files
-from rpsloc.readers import shard_count
+from rpsloc.readers import manifest_has_ground_truth, shard_count
 from rpsloc.settings import classifier_checkpoints, require_checkpoint_files, resolve_settings
+from rpsloc.tracking import (
+    checkpoint_sha256,
+    create_change_record,
+    record_image_changes,
+    shard_images_digest,
+    stale_value,
+)
 from rpsloc.variants import SELECTION_WILDCARD, WILDCARD, parse_selection, parse_variant
 
 validate(config, "../schemas/config.schema.yaml")
@@ -40,6 +51,7 @@ wildcard_constraints:
 FEATURES = asdict(SETTINGS.features)
 EVALUATION = asdict(SETTINGS.evaluation)
 EXPLANATIONS = asdict(SETTINGS.explanations)
+BOXES = asdict(SETTINGS.boxes)
 
 
 def get_dataset(wildcards):
@@ -120,15 +132,134 @@ def get_manifest(wildcards):
 
 def get_backbone_checkpoint(wildcards):
     """The checkpoint file a backbone loads (the pretrain stage's for `weights: pretrain`), or
-    nothing for a random init or a model without weights."""
-    return get_backbone(wildcards).checkpoint or []
+    nothing for a random init or a model without weights. A file of the user's is `ancient`:
+    its content is tracked by its SHA-256 (get_checkpoint_record), not its modification time."""
+    backbone = get_backbone(wildcards)
+    if backbone.weights.kind == "file":
+        return ancient(backbone.checkpoint)
+    return backbone.checkpoint or []
+
+
+# --------------------------------------------------------------------------- tracked inputs
+# What Snakemake's modification times miss (rpsloc.tracking, docs/reliability.md): images
+# replaced in place and checkpoints replaced with their modification time kept. Only the main
+# process compares and writes; a job's own process (on a cluster) takes the inputs as named.
+
+
+def _log_tracking(sentences):
+    for sentence in sentences:
+        _warn_once(f"rpsloc: {sentence}")
+
+
+@functools.cache
+def _warn_once(sentence):
+    """Input functions may run more than once per job; each finding is said once."""
+    logger.warning(sentence)
+
+
+@functools.cache
+def _image_changes(manifest, record, fingerprint, manifest_mtime_ns):
+    _log_tracking(record_image_changes(Path(manifest), Path(record), fingerprint))
+
+
+def pretrain_split(backbone):
+    """The (dataset, split) a `weights: pretrain` backbone is trained on."""
+    dataset = backbone.pretrain["dataset"]
+    return dataset, backbone.pretrain.get("split", SETTINGS.datasets[dataset].train_split)
+
+
+def manifest_splits():
+    """Every (dataset, split) whose manifest the configuration asks for: each dataset's
+    splits and those backbones are pretrained on."""
+    splits = {(name, split) for name, entry in SETTINGS.datasets.items() for split in entry.splits}
+    splits |= {pretrain_split(b) for b in SETTINGS.backbones.values() if b.pretrain}
+    return sorted(splits)
+
+
+if workflow.is_main_process:
+    for dataset_name, split_name in manifest_splits():
+        create_change_record(paths.MANIFEST_CHANGES.format(dataset=dataset_name, split=split_name))
+
+
+def get_manifest_changes(wildcards):
+    """The record of the split's image and mask files that changed since its manifest was
+    written; rewritten when one did, so the manifest is rebuilt."""
+    record = paths.MANIFEST_CHANGES.format(dataset=wildcards.dataset, split=wildcards.split)
+    manifest = Path(get_manifest(wildcards))
+    if workflow.is_main_process:
+        mtime_ns = manifest.stat().st_mtime_ns if manifest.exists() else None
+        _image_changes(str(manifest), record, get_dataset(wildcards).fingerprint, mtime_ns)
+    return record
+
+
+def _tracked(output, attribute, current, source, computed_from):
+    """`source` as an input of `output`: `ancient` while `output` records `attribute` =
+    `current`, else plain and newer than `output`, which is then recomputed (and says why)."""
+    if not workflow.is_main_process:
+        return source
+    recorded = stale_value(Path(output), attribute, current, Path(source))
+    if recorded is None:
+        return ancient(source)
+    _log_tracking([f"{output} was computed {computed_from(recorded)}: it is recomputed"])
+    return source
+
+
+def get_shard_manifest(wildcards):
+    """The manifest a feature shard is cut from, tracked by the digest of the shard's rows: a
+    rebuilt manifest reruns only the shards whose images, sizes, labels or boxes changed."""
+    manifest = get_manifest(wildcards)
+    if not Path(manifest).exists():
+        return manifest
+    shard = paths.FEATURE_SHARD.format(**dict(wildcards.items()))
+    digest = shard_images_digest(Path(manifest), int(wildcards.shard), SETTINGS.features.shard_size)
+    return _tracked(
+        shard,
+        "images_sha256",
+        digest,
+        manifest,
+        lambda recorded: "from other manifest rows: an image or mask file, a size, label or box "
+        "of the shard changed" if recorded else "before rpsloc recorded its manifest rows",
+    )
+
+
+@functools.cache
+def _checkpoint_sha256(backbone):
+    record = paths.CHECKPOINT_RECORD.format(backbone=backbone)
+    sha, sentences = checkpoint_sha256(Path(SETTINGS.backbones[backbone].checkpoint), Path(record))
+    _log_tracking(sentences)
+    return sha
+
+
+def checkpoint_record_of(template):
+    """The input function giving the outputs of `template` (feature shards, representers) the
+    record of their backbone checkpoint's SHA-256, tracked against the SHA-256 each output
+    records: a checkpoint replaced with its modification time kept reruns them, one copied
+    again with the same bytes does not. Nothing for backbones without a checkpoint file."""
+
+    def get_checkpoint_record(wildcards):
+        backbone = get_backbone(wildcards)
+        if backbone.weights.kind != "file":
+            return []
+        record = paths.CHECKPOINT_RECORD.format(backbone=backbone.name)
+        if not workflow.is_main_process:
+            return record
+        sha = _checkpoint_sha256(backbone.name)
+        return _tracked(
+            template.format(**dict(wildcards.items())),
+            "backbone_checkpoint_sha256",
+            sha,
+            record,
+            lambda recorded: f"with checkpoint sha256 {recorded[:16] or 'unknown'}..., but "
+            f"{backbone.checkpoint} now has {sha[:16]}...",
+        )
+
+    return get_checkpoint_record
 
 
 def get_pretrain_manifest(wildcards):
     """The manifest whose images a backbone is pretrained on (only their paths are read)."""
-    block = get_backbone(wildcards).pretrain
-    split = block.get("split", SETTINGS.datasets[block["dataset"]].train_split)
-    return paths.MANIFEST.format(dataset=block["dataset"], split=split)
+    dataset, split = pretrain_split(get_backbone(wildcards))
+    return paths.MANIFEST.format(dataset=dataset, split=split)
 
 
 def feature_shards(dataset, backbone, split):
@@ -204,17 +335,44 @@ def get_classifier_checkpoints(wildcards):
     return classifier_checkpoints(SETTINGS.classifiers[wildcards.classifier])
 
 
+# --------------------------------------------------------------------------- ground truth
+
+
+@functools.cache
+def _has_ground_truth(manifest, modified):
+    return manifest_has_ground_truth(manifest)
+
+
+def split_has_ground_truth(dataset, split):
+    """Whether any image of a split has a ground-truth box or mask, known once its manifest
+    exists (the manifest is a checkpoint). A split without is a prediction split: maps, boxes
+    and their figures, no metrics (docs/boxes.md)."""
+    manifest = checkpoints.manifest.get(dataset=dataset, split=split).output[0]
+    return _has_ground_truth(manifest, os.stat(manifest).st_mtime_ns)
+
+
+def labelled_splits(dataset):
+    """The evaluated splits of a dataset that have ground truth, in order."""
+    return [
+        split
+        for split in SETTINGS.datasets[dataset].eval_splits
+        if split_has_ground_truth(dataset, split)
+    ]
+
+
 # --------------------------------------------------------------------------- results
 
 
-def dataset_results(dataset):
-    """Every (backbone, variant, evaluated split) of a dataset with the files it leaves."""
+def dataset_results(dataset, labelled_only=True):
+    """Every (backbone, variant, evaluated split) of a dataset with the files it leaves; only
+    the splits with ground truth (which have metrics) unless `labelled_only` is False."""
     settings = SETTINGS.datasets[dataset]
+    splits = labelled_splits(dataset) if labelled_only else settings.eval_splits
     return [
         paths.result_files(dataset, backbone, variant, split)
         for backbone in settings.backbones
         for variant in settings.variant_names
-        for split in settings.eval_splits
+        for split in splits
     ]
 
 
@@ -225,10 +383,57 @@ def headline_results(dataset):
 
 
 def get_summary_inputs(wildcards):
+    """Every result's maps, and the metrics of those with ground truth."""
     return [
-        str(path)
-        for result in dataset_results(wildcards.dataset)
-        for path in (result.maps, result.table, result.summary, result.corloc)
+        *(str(result.maps) for result in dataset_results(wildcards.dataset, False)),
+        *(
+            str(path)
+            for result in dataset_results(wildcards.dataset)
+            for path in (result.table, result.summary, result.corloc)
+        ),
+    ]
+
+
+def get_corloc_boxes(wildcards):
+    """The boxes stage's files whose first box per image a map method's CorLoc scores; none
+    for a box-only method (LOST, TokenCut), whose own box counts."""
+    if parse_variant(wildcards.variant).box_only:
+        return {}
+    names = dict(wildcards)
+    return {
+        "boxes": paths.BOXES.format(**names),
+        "box_images": paths.BOXES_IMAGES.format(**names),
+        "box_coco": paths.BOXES_COCO.format(**names),
+    }
+
+
+def get_threshold_rule(wildcards):
+    """How the boxes of a result get their threshold (`BoxSettings.threshold_rule`)."""
+    dataset = get_dataset(wildcards)
+    return SETTINGS.boxes.threshold_rule(dataset, wildcards.split, labelled_splits(dataset.name))
+
+
+def get_threshold_table(wildcards):
+    """The BoxAcc table a labelled threshold is read from: the metrics of the same backbone
+    and variant on the rule's split; nothing for the other rules."""
+    choice = get_threshold_rule(wildcards)
+    if choice["rule"] != "labelled":
+        return []
+    return paths.METRICS_TABLE.format(**{**wildcards, "split": choice["split"]})
+
+
+def box_outputs(dataset):
+    """The boxes of every backbone and evaluated split, of the method's maps (or of every
+    variant, `boxes: {variants: all}`), masks when configured."""
+    templates = [paths.BOXES, paths.BOXES_IMAGES, paths.BOXES_COCO]
+    if SETTINGS.boxes.masks:
+        templates.append(paths.BOX_MASKS)
+    variants = SETTINGS.boxes.variants_of(SETTINGS.datasets[dataset])
+    return [
+        template.format(dataset=dataset, backbone=r.backbone, variant=r.variant, split=r.split)
+        for r in dataset_results(dataset, labelled_only=False)
+        if r.variant in variants
+        for template in templates
     ]
 
 
@@ -282,6 +487,23 @@ def get_gallery_inputs(wildcards):
     }
 
 
+def get_prediction_inputs(wildcards):
+    """The pictured result's boxes, their images and COCO file, and the split's manifest."""
+    result = pictured_result(wildcards.dataset)
+    names = {
+        "dataset": wildcards.dataset,
+        "backbone": result.backbone,
+        "variant": result.variant,
+        "split": result.split,
+    }
+    return {
+        "boxes": paths.BOXES.format(**names),
+        "images": paths.BOXES_IMAGES.format(**names),
+        "coco": paths.BOXES_COCO.format(**names),
+        "manifest": paths.MANIFEST.format(dataset=wildcards.dataset, split=result.split),
+    }
+
+
 def get_representer_gallery_inputs(wildcards):
     """The gallery inputs with the split's explanations and the training manifest."""
     result = pictured_result(wildcards.dataset)
@@ -324,16 +546,25 @@ def get_all_summaries(wildcards):
 
 # --------------------------------------------------------------------------- targets
 
-#: The figures every evaluated dataset gets, and those of explained datasets.
+#: The figures every evaluated dataset gets, those of a headline split with ground truth, and
+#: those of explained datasets (the last two with ground truth only).
+PREDICTION_FIGURES = ("predictions", "objectness")
 FIGURES = ("box_accuracy", "overlays", "precision_recall", "best_and_worst")
-EXPLANATION_FIGURES = ("selection", "representer_values", "representer_gallery")
+EXPLANATION_FIGURES = ("representer_values",)
+LABELLED_EXPLANATION_FIGURES = ("selection", "representer_gallery")
+
+
+def figures(dataset, names):
+    return [paths.figure(name).format(dataset=dataset) for name in names]
 
 
 def explanation_outputs(dataset):
     settings = SETTINGS.datasets[dataset]
     if not settings.explained:
         return []
-    outputs = [paths.figure(name).format(dataset=dataset) for name in EXPLANATION_FIGURES]
+    outputs = figures(dataset, EXPLANATION_FIGURES)
+    if split_has_ground_truth(dataset, settings.headline_split):
+        outputs += figures(dataset, LABELLED_EXPLANATION_FIGURES)
     for backbone in settings.backbones:
         names = {"dataset": dataset, "backbone": backbone, "split": settings.headline_split}
         outputs += [paths.TRAINING_RANKING.format(**names), paths.EXPLANATIONS.format(**names)]
@@ -350,14 +581,29 @@ def pretraining_outputs(dataset):
 
 
 def dataset_outputs(dataset):
-    """What a dataset's target builds: its summary, figures and explanations, or, for a
-    dataset that only serves as a base for w* (no evaluated splits), its w*."""
+    """What a dataset's target builds: its summary, boxes, figures and explanations (the
+    metrics' figures where the headline split has ground truth), or, for a dataset that only
+    serves as a base for w* (no evaluated splits), its w*."""
     settings = SETTINGS.datasets[dataset]
     if not settings.eval_splits:
         return [representer_path(dataset, backbone) for backbone in settings.backbones]
+    labelled = split_has_ground_truth(dataset, settings.headline_split)
     return [
         paths.SUMMARY.format(dataset=dataset),
-        *(paths.figure(name).format(dataset=dataset) for name in FIGURES),
+        *box_outputs(dataset),
+        *figures(dataset, PREDICTION_FIGURES),
+        *(figures(dataset, FIGURES) if labelled else []),
         *explanation_outputs(dataset),
         *pretraining_outputs(dataset),
     ]
+
+
+def dataset_target(dataset):
+    """The input function of a dataset's target rule (its outputs depend on its manifests)."""
+    return lambda wildcards: dataset_outputs(dataset)
+
+
+def get_every_output(wildcards):
+    """What the default target builds: every dataset's outputs and the cross-dataset table."""
+    outputs = [path for name in SETTINGS.datasets for path in dataset_outputs(name)]
+    return [*outputs, paths.TABLES_CSV]

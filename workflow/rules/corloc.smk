@@ -1,10 +1,11 @@
 rule corloc:
-    """CorLoc of one box per image (the object-discovery protocol of LOST and TokenCut), and
-    BoxAcc at a box-only method's own box (rpsloc.metrics.corloc)."""
+    """CorLoc of one box per image (the object-discovery protocol of LOST and TokenCut): the
+    boxes stage's first box, or a box-only method's own; and BoxAcc at a box-only method's own
+    box (rpsloc.metrics.corloc)."""
     input:
+        unpack(get_corloc_boxes),
         maps=paths.MAPS,
         manifest=get_manifest,
-        summary=paths.METRICS_SUMMARY,
     output:
         paths.CORLOC,
     params:

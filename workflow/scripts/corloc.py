@@ -5,7 +5,9 @@ with to_log(snakemake.log[0]):
     write_split_corloc(
         maps=snakemake.input.maps,
         manifest=snakemake.input.manifest,
-        metrics_summary=snakemake.input.summary,
         out=snakemake.output[0],
         iou_thresholds=snakemake.params.iou_thresholds,
+        boxes=snakemake.input.get("boxes"),
+        box_images=snakemake.input.get("box_images"),
+        box_coco=snakemake.input.get("box_coco"),
     )

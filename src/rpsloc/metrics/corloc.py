@@ -20,12 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from rpsloc.boxes import box_iou, trace_map, traced_boxes
+from rpsloc.boxes import box_iou
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import InputError
-from rpsloc.io import read_json, write_json_atomic
-from rpsloc.readers import MapsFile, read_maps
-from rpsloc.scoremaps import score_map
+from rpsloc.io import write_json_atomic
+from rpsloc.readers import (
+    MapsFile,
+    PredictedBoxes,
+    read_box_threshold,
+    read_maps,
+    read_predicted_boxes,
+)
 from rpsloc.transforms import boxes_to_crop
 
 CORLOC_IOU = 0.5
@@ -102,16 +107,6 @@ def own_box_accuracy(
     }
 
 
-def top_box(activation: np.ndarray, crop_size: int, threshold: float) -> np.ndarray | None:
-    """The largest contour's box (inclusive crop pixels, the benchmark's steps, METHOD.md 3)
-    of a map's score map cut at `threshold`; None where nothing exceeds it."""
-    traced = trace_map(score_map(activation, crop_size), np.array([threshold]))
-    if not traced.contours[traced.binary_of_threshold[0]]:
-        return None
-    boxes, _ = traced_boxes(traced, multi_contour=False, clip_to_image=True)
-    return boxes[0]
-
-
 def crop_edges_to_image(
     edges: np.ndarray, width: int, height: int, image_size: int, crop_size: int
 ) -> np.ndarray:
@@ -126,16 +121,20 @@ def crop_edges_to_image(
 def split_corloc(
     maps: MapsFile,
     records: Mapping[str, ImageRecord],
-    threshold: float | None,
+    predicted: PredictedBoxes | None,
     iou_thresholds: Sequence[int],
 ) -> dict[str, Any]:
-    """CorLoc of one split's maps file against the manifest: each image's box is the method's
-    own (a box-only method's `own_boxes`, feature cells scaled by the output stride) or the
-    top box of its map at `threshold`; box-only methods add BoxAcc at their own box in crop
-    pixels (`own_box_accuracy`)."""
+    """CorLoc of one split against the manifest: each image's box is the method's own (a
+    box-only method's `own_boxes`, feature cells scaled by the output stride, back to the
+    original pixels) or the boxes stage's first (`predicted`, original pixels, none where it
+    found no region). Box-only methods add BoxAcc at their own box in crop pixels
+    (`own_box_accuracy`)."""
     image_size, crop_size = int(maps.attrs["image_size"]), int(maps.attrs["crop_size"])
     stride = crop_size / maps.maps.shape[-1]
-    predicted, truths, crop_truths = [], [], []
+    if maps.own_boxes is None and predicted is None:
+        raise ValueError(f"{maps.path}: a map method's CorLoc needs the boxes stage's boxes")
+    first = {} if predicted is None else _first_boxes(predicted)
+    boxes, truths, crop_truths = [], [], []
     for row, image_id in enumerate(maps.image_ids):
         if image_id not in records:
             raise InputError(f"{maps.path}: image {image_id!r} is not in the split's manifest")
@@ -143,38 +142,41 @@ def split_corloc(
         truth = record.boxes[record.scored]
         truths.append(pixel_edges(truth))
         crop_truths.append(boxes_to_crop(truth, record.width, record.height, image_size, crop_size))
-        if maps.own_boxes is not None:
-            edges = maps.own_boxes[row] * stride
-        else:
-            box = top_box(maps.maps[row], crop_size, threshold)
-            edges = None if box is None else pixel_edges(box)[0]
-        predicted.append(
-            None
-            if edges is None
-            else crop_edges_to_image(edges, record.width, record.height, image_size, crop_size)
-        )
-    result: dict[str, Any] = corloc(predicted, truths)
+        if maps.own_boxes is None:
+            boxes.append(first.get(image_id))
+            continue
+        edges = maps.own_boxes[row] * stride
+        boxes.append(crop_edges_to_image(edges, record.width, record.height, image_size, crop_size))
+    result: dict[str, Any] = corloc(boxes, truths)
     if maps.own_boxes is None:
-        result["corloc_box"] = f"largest contour at threshold {threshold:g}"
-        return result
-    result["corloc_box"] = "own box"
+        return {**result, "corloc_box": "boxes stage, first box"}
     own = np.floor(maps.own_boxes * stride).astype(np.int64) - [0, 0, 1, 1]
-    return {**result, **own_box_accuracy(own, crop_truths, iou_thresholds)}
+    return {**result, "corloc_box": "own box", **own_box_accuracy(own, crop_truths, iou_thresholds)}
+
+
+def _first_boxes(predicted: PredictedBoxes) -> dict[str, np.ndarray]:
+    """Each image's best-ranked box as pixel edges (`pixel_edges`)."""
+    best = predicted.boxes.sort_values(["image_id", "rank"]).drop_duplicates("image_id")
+    corners = pixel_edges(best[["x0", "y0", "x1", "y1"]].to_numpy())
+    return dict(zip(best["image_id"], corners, strict=True))
 
 
 def write_split_corloc(
     maps: str | Path,
     manifest: str | Path,
-    metrics_summary: str | Path,
     out: str | Path,
     iou_thresholds: Sequence[int] = (30, 50, 70),
+    boxes: str | Path | None = None,
+    box_images: str | Path | None = None,
+    box_coco: str | Path | None = None,
 ) -> None:
-    """The corloc stage: CorLoc of one split (JSON). A map's top box is cut at the threshold
-    where the split's benchmark BoxAcc at IoU 50 peaks (`best_threshold_50` of the metrics
-    stage), until the boxes stage hands over its ranked boxes."""
+    """The corloc stage: CorLoc of one split (JSON). A map method's box is the boxes stage's
+    first (its `boxes`, `box_images` and `box_coco` files; the threshold it was cut at is
+    recorded); a box-only method's is its own."""
     loaded = read_maps(maps)
     records = {record.image_id: record for record in read_manifest(manifest)}
-    threshold = read_json(metrics_summary).get("best_threshold_50")
-    if loaded.own_boxes is None and threshold is None:
-        raise InputError(f"{metrics_summary}: no best_threshold_50 to cut the maps at")
-    write_json_atomic(split_corloc(loaded, records, threshold, iou_thresholds), out)
+    predicted = None if boxes is None else read_predicted_boxes(boxes, box_images)
+    result = split_corloc(loaded, records, predicted, iou_thresholds)
+    if box_coco is not None:
+        result["corloc_box"] += f", {read_box_threshold(box_coco).label}"
+    write_json_atomic(result, out)
