@@ -111,22 +111,6 @@ def test_a_cnns_features_are_standardised_over_the_whole_matrix():
 # ----------------------------------------------------------------------------- the workflow
 
 
-@pytest.mark.workflow
-def test_every_peer_comes_from_one_features_job_per_shard(tmp_path):
-    from conftest import run_snakemake, tiny_config
-    from test_workflow import planned_jobs
-
-    config = tiny_config(backbones=["vit"], variants=["rps", "lost", "tokencut", "dino_attention"])
-    config["datasets"] = {"tiny": config["datasets"]["tiny"]}
-    config["backbones"] = {"vit": {"arch": "vit_s16", "weights": "random", "seed": 0}}
-    manifests = [f"results/tiny/manifest/{split}.csv" for split in ("train", "val", "test")]
-    run_snakemake(tmp_path, config, *manifests)
-    jobs = planned_jobs(run_snakemake(tmp_path, config, "tiny", "--dry-run"))
-    # 10 training and 6 + 6 evaluated images in shards of 4: 3 + 2 + 2 shards, one job each.
-    assert jobs["features"] == 7
-    assert jobs["maps"] == jobs["metrics"] == jobs["corloc"] == 4 * 2
-
-
 @pytest.fixture(scope="module")
 def peers_run(tmp_path_factory):
     """The tiny synthetic set through the workflow with a random DINO ViT-S/16 (keys and CLS
@@ -140,6 +124,17 @@ def peers_run(tmp_path_factory):
     config["backbones"]["vit"] = {"arch": "vit_s16", "weights": "random", "seed": 0}
     run_snakemake(workdir, config, "results/tiny/summary.csv", "results/cnn/summary.csv")
     return workdir
+
+
+@pytest.mark.workflow
+def test_every_peer_comes_from_one_features_job_per_shard(peers_run):
+    features = sorted(peers_run.glob("benchmarks/tiny/vit/features/*/shard-*.tsv"))
+    # 10 training and 6 + 6 evaluated images in shards of 4: 3 + 2 + 2 shards, one job each.
+    assert len(features) == 7
+    maps = sorted(peers_run.glob("results/tiny/vit/*/maps/*.h5"))
+    assert len(maps) == 4 * 2  # rps, lost, tokencut, dino_attention on val and test
+    corloc = sorted(peers_run.glob("results/tiny/vit/*/metrics/*-corloc.json"))
+    assert len(corloc) == 4 * 2
 
 
 @pytest.mark.workflow
