@@ -231,3 +231,17 @@ def test_one_pass_gives_the_features_the_last_blocks_keys_and_the_cls_attention(
     assert torch.allclose(cls_attention, attention.softmax(-1)[:, :, 0], atol=1e-5)
     patches = torch.relu(encoding.patch_tokens).transpose(1, 2).reshape(2, 384, 8, 8)
     assert torch.equal(features, patches)
+
+
+def test_the_discovery_inputs_are_the_patch_keys_and_the_cls_attention_over_patches(dinov2_reg):
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        encoding = dinov2_reg.encode(x)
+        inputs = dinov2_reg.discovery_inputs(encoding)
+        features = dinov2_reg.feature_map(encoding)
+    k = encoding.last_attention.k  # (2, 6 heads, 5 + 64 tokens, 64)
+    assert inputs["keys"].shape == (2, 8, 8, 384)
+    assert torch.equal(inputs["keys"][1, 2, 3, 64:128], k[1, 1, 5 + 2 * 8 + 3])
+    cls = encoding.last_attention.cls_attention()
+    assert torch.equal(inputs["cls_attention"][0, 4].reshape(-1), cls[0, 4, 5:])
+    assert torch.equal(features, dinov2_reg(x))

@@ -28,6 +28,9 @@ def test_every_documented_adapter_is_registered():
         "cifar100",
         "cifar100_coarse",
         "csv",
+        "voc",
+        "coco20k",
+        "folder",
     }
 
 
@@ -35,8 +38,8 @@ def test_every_documented_adapter_is_registered():
 
 
 def test_build_manifest_rejects_an_unknown_adapter():
-    with pytest.raises(InputError, match=r"unknown adapter 'voc'"):
-        build_manifest({"adapter": "voc"}, "test")
+    with pytest.raises(InputError, match=r"unknown adapter 'pascal'"):
+        build_manifest({"adapter": "pascal"}, "test")
 
 
 def test_build_manifest_names_a_missing_configuration_key():

@@ -54,3 +54,41 @@ def test_a_vit_records_the_stride_it_really_has(manifest, tmp_path):
 def test_an_unknown_precision_is_refused(manifest, tmp_path):
     with pytest.raises(ValueError, match="precision must be one of"):
         unit_features(manifest, tmp_path / "x.h5", precision="fp16")
+
+
+VIT = {"arch": "vit_s16", "weights": "random", "seed": 0}
+
+
+def test_a_vit_stores_its_keys_and_cls_attention_from_the_same_pass_when_asked(manifest, tmp_path):
+    both = tmp_path / "both.h5"
+    extract_shard(
+        manifest,
+        "eval",
+        0,
+        10,
+        VIT,
+        96,
+        96,
+        16,
+        both,
+        device="cpu",
+        discovery=["cls_attention", "keys"],
+    )
+    plain = tmp_path / "plain.h5"
+    extract_shard(manifest, "eval", 0, 10, VIT, 96, 96, 16, plain, device="cpu")
+    with open_h5(both) as stored, open_h5(plain) as without:
+        assert stored["keys"].shape == (4, 6, 6, 384) and stored["keys"].dtype == np.float16
+        assert stored["cls_attention"].shape == (4, 6, 6, 6)  # 6 heads over 6 x 6 patches
+        assert np.array_equal(stored["unit_features"][()], without["unit_features"][()])
+        assert "keys" not in without and "cls_attention" not in without
+        total = stored["cls_attention"][()].astype(np.float64).sum(axis=(2, 3))
+        assert (total < 1).all() and (total > 0.5).all()  # less the CLS token's own weight
+
+
+def test_a_cnn_stores_no_keys_even_when_a_peer_asks(manifest, tmp_path):
+    out = tmp_path / "cnn.h5"
+    extract_shard(
+        manifest, "eval", 0, 10, BACKBONE, 96, 96, 16, out, device="cpu", discovery=["keys"]
+    )
+    with open_h5(out) as handle:
+        assert "keys" not in handle

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rpsloc.errors import IncompleteFileError
-from rpsloc.io import atomic_h5, open_h5, read_attrs, write_csv_atomic
+from rpsloc.io import atomic_h5, open_h5, read_attrs, read_csv, write_csv_atomic
 
 
 def test_a_finished_file_is_marked_complete_with_its_provenance(tmp_path):
@@ -50,3 +50,9 @@ def test_a_file_of_another_layout_version_is_refused_naming_both_versions(tmp_pa
         handle.attrs["format_version"] = 1
     with pytest.raises(IncompleteFileError, match="layout version 1, this rpsloc reads version 2"):
         open_h5(tmp_path / "old.h5")
+
+
+def test_a_csv_keeps_image_ids_that_look_like_numbers_as_written(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_text("image_id,rank\n000005,1\n9,1\n")
+    assert read_csv(path)["image_id"].tolist() == ["000005", "9"]

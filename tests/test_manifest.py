@@ -66,11 +66,12 @@ def test_the_manifest_csv_has_the_documented_columns_and_formats(tmp_path):
     write_manifest([_record()], tmp_path / "m.csv")
     header, row = (tmp_path / "m.csv").read_text().splitlines()
     assert header == (
-        "image_id,path,width,height,label,boxes,mask_paths,ignore_path,box_origin,fingerprints"
+        "image_id,path,width,height,label,boxes,mask_paths,ignore_path,box_origin,fingerprints,"
+        "box_flags"
     )
     assert row == (
         "a/1.jpg,/data/a/1.jpg,40,30,3,1 2 3 4;5 6 7 8,/masks/a_0.png;/masks/a_1.png,"
-        "/masks/a_ignore.png,0,1200:17;300:18;310:19;90:20"
+        "/masks/a_ignore.png,0,1200:17;300:18;310:19;90:20,;"  # two boxes without flags
     )
 
 

@@ -125,8 +125,8 @@ def test_openimages_masks_are_resized_nearest_neighbour_as_the_authors_do():
 
 
 def test_adapter_defaults_of_an_unknown_adapter_is_an_error_naming_the_known_ones():
-    with pytest.raises(InputError, match=r"unknown adapter 'voc'; expected one of aircraft, cars"):
-        adapter_defaults("voc")
+    with pytest.raises(InputError, match=r"unknown adapter 'vox'; expected one of aircraft, cars"):
+        adapter_defaults("vox")
 
 
 @pytest.mark.parametrize("adapter", ["cub", "ilsvrc", "cars"])
@@ -292,6 +292,27 @@ def test_there_is_an_example_config_for_every_real_dataset():
 def test_the_demo_config_resolves():
     settings = resolved(read_config(REPO / "config" / "config.yaml"))
     assert settings.pretrained == ("small-pretrained",)
+
+
+def test_dino_attention_on_a_cnn_is_refused_naming_the_backbone():
+    config = tiny_config(backbones=["resnet50-random"], variants=["dino_attention"])
+    with pytest.raises(
+        InputError,
+        match=r"'dino_attention' reads a ViT's CLS attention; "
+        r"backbone 'resnet50-random' \(resnet50\) has none",
+    ):
+        resolved(config)
+
+
+def test_the_object_discovery_sets_are_uncropped_at_480():
+    for adapter in ("voc", "coco20k"):
+        assert (
+            adapter_defaults(adapter)["image_size"],
+            adapter_defaults(adapter)["crop_size"],
+        ) == (
+            480,
+            480,
+        )
 
 
 # ----------------------------------------------------------------------------- box thresholds

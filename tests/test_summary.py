@@ -143,6 +143,29 @@ def test_the_paper_table_has_a_row_per_backbone_and_variant(tmp_path):
     assert (rps["cub MaxBoxAccV2"], rps["ilsvrc MaxBoxAccV2"]) == (70.0, 60.0)
 
 
+def write_peer_result(root: Path, variant: str, corloc: dict) -> object:
+    files = result_files("d", "b", variant, "test", root=root)
+    files.table.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([authors_row(50, 0.2, 5, 10)]).to_csv(files.table, index=False)
+    files.summary.write_text(json.dumps({"n_images": 10, "max_box_acc_v2": 40.0}))
+    files.corloc.write_text(json.dumps(corloc))
+    with atomic_h5(files.maps, {"peer_input": "last-block keys"}):
+        pass
+    return files
+
+
+def test_corloc_sits_next_to_maxboxaccv2_and_a_box_only_method_keeps_only_its_own_box(tmp_path):
+    rps = write_peer_result(tmp_path, "rps", {"corloc": 70.0, "corloc_box": "largest contour"})
+    lost = write_peer_result(
+        tmp_path, "lost", {"corloc": 60.0, "corloc_box": "own box", "own_box_acc_50": 55.0}
+    )
+    table = summary_table("d", [rps, lost], threshold_split=None).set_index("variant")
+    assert table.loc["rps", ["max_box_acc_v2", "corloc"]].tolist() == [40.0, 70.0]
+    assert table.loc["lost", ["corloc", "own_box_acc_50"]].tolist() == [60.0, 55.0]
+    assert table.loc["lost", ["max_box_acc_v2", "authors_box_acc_50"]].isna().all()
+    assert table.loc["lost", "peer_input"] == "last-block keys"
+
+
 def test_a_split_without_ground_truth_has_a_row_saying_so_without_metrics(results, tmp_path):
     files = result_files("d", "b", "rps", "photos", root=tmp_path)
     attrs = {"backbone_arch": "resnet50", "backbone_weights": "random", "n_images": 30}

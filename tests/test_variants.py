@@ -202,7 +202,18 @@ def test_malformed_variant_names_are_errors(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["rps", "rps_classwise_pred-r0.25", "rps-from-cub", "caam", "ddt", "centre_gaussian"]
+    "name",
+    [
+        "rps",
+        "rps_classwise_pred-r0.25",
+        "rps-from-cub",
+        "caam",
+        "ddt",
+        "centre_gaussian",
+        "lost",
+        "tokencut",
+        "dino_attention",
+    ],
 )
 def test_the_workflow_wildcard_accepts_every_valid_name(name):
     assert re.fullmatch(WILDCARD, name)
@@ -242,3 +253,14 @@ def test_the_foreground_predictor_of_a_subset_differs_from_the_full_one(training
     full = foreground_predictor(statistics.mean_features, statistics.mean_unit_features)
     sampled = compute_representers(statistics, labels, sampling_ratio=0.25, seed=0)
     assert not np.allclose(full.w, sampled.predictors[GLOBAL].w)
+
+
+def test_the_peers_are_variants_that_say_what_they_read_and_whether_they_give_a_box():
+    lost_variant, tokencut_variant, attention = (
+        parse_variant(name) for name in ("lost", "tokencut", "dino_attention")
+    )
+    assert (lost_variant.discovery_input, lost_variant.box_only) == ("keys", True)
+    assert (tokencut_variant.discovery_input, tokencut_variant.box_only) == ("keys", True)
+    assert (attention.discovery_input, attention.box_only) == ("cls_attention", False)
+    assert not lost_variant.needs_representer
+    assert parse_variant("rps").discovery_input is None

@@ -79,8 +79,13 @@ def extract_shard(
     device: str = "auto",
     provenance: Mapping[str, Any] | None = None,
     precision: str = "fp32",
+    discovery: Sequence[str] = (),
 ) -> None:
     """Run the backbone over one shard of a manifest and write the role's features to `out`.
+
+    `discovery` names what the configured peers read from a ViT's last block
+    (`readers.DISCOVERY_INPUTS`), stored in float16 beside an evaluation split's features from
+    the same pass; a backbone without them (a CNN) stores none, and the peers use its features.
 
     `precision` is `fp32` (the authors' numerics, the default on every device) or `bf16`
     (autocast for the backbone, an explicit opt-in; the file says which). `output_stride` is the
@@ -90,6 +95,7 @@ def extract_shard(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     records = shard_records(read_manifest(manifest), shard, shard_size)
+    discovery = tuple(discovery) if role == EVAL_ROLE else ()
     torch_device = resolve_device(device)
     backbone = build_backbone(backbone_config, output_stride).to(torch_device)
     on_cuda = torch_device.type == "cuda"
@@ -139,14 +145,36 @@ def extract_shard(
                 if on_cuda:
                     images = images.to(memory_format=torch.channels_last)
                 with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=bf16):
-                    features = backbone(images)
+                    features, extras = backbone_pass(backbone, images, discovery)
                 features = features.float()
                 _check_finite(features, records[start : start + len(images)])
                 writer.write(start, features)
+                _write_discovery(handle, extras, start, len(records))
                 start += len(images)
         handle.attrs["feature_dim"] = int(features.shape[1])
         handle.attrs["feature_height"] = int(features.shape[2])
         handle.attrs["feature_width"] = int(features.shape[3])
+
+
+def backbone_pass(
+    backbone: torch.nn.Module, images: torch.Tensor, discovery: Sequence[str]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The features of a batch and, from the same forward, the `discovery` inputs a ViT has."""
+    if not discovery or not hasattr(backbone, "discovery_inputs"):
+        return backbone(images), {}
+    encoding = backbone.encode(images)
+    extras = backbone.discovery_inputs(encoding)
+    return backbone.feature_map(encoding), {name: extras[name] for name in discovery}
+
+
+def _write_discovery(
+    handle: h5py.File, extras: Mapping[str, torch.Tensor], start: int, count: int
+) -> None:
+    for name, values in extras.items():
+        if name not in handle:
+            shape = tuple(values.shape[1:])
+            handle.create_dataset(name, (count, *shape), np.float16, chunks=(1, *shape))
+        handle[name][start : start + len(values)] = values.float().cpu().numpy().astype(np.float16)
 
 
 def _check_finite(features: torch.Tensor, records: Sequence[ImageRecord]) -> None:
@@ -161,12 +189,13 @@ def _write_ground_truth(
 ) -> None:
     """Boxes in crop coordinates (METHOD.md section 1), flattened with per-image offsets; and
     the same from the annotation's own coordinates (1-based for Cars, Dogs, Aircraft), which
-    the authors' code converts unshifted (`authors_boxes`)."""
-    counts = [len(r.boxes) for r in records]
+    the authors' code converts unshifted (`authors_boxes`). Crowd boxes are not ground truth
+    (`ImageRecord.scored`)."""
+    counts = [int(r.scored.sum()) for r in records]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     for name, boxes_of in (("boxes", "boxes"), ("authors_boxes", "native_boxes")):
         crop_boxes = [
-            boxes_to_crop(getattr(r, boxes_of), r.width, r.height, image_size, crop_size)
+            boxes_to_crop(getattr(r, boxes_of)[r.scored], r.width, r.height, image_size, crop_size)
             for r in records
         ]
         flat = np.concatenate(crop_boxes) if sum(counts) else np.zeros((0, 4))

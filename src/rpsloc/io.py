@@ -206,7 +206,8 @@ def read_json(path: str | Path) -> Any:
 
 def read_csv(path: str | Path) -> pd.DataFrame:
     """A CSV stage output. Every table rpsloc writes ends with a newline, so one that does not
-    was cut short: an error naming it, never a table with a row missing or half-filled."""
+    was cut short: an error naming it, never a table with a row missing or half-filled.
+    Image ids stay strings (VOC's `000005`, COCO's `9`), as the manifest has them."""
     path = Path(path)
     data = path.read_bytes()
     if not data.endswith(b"\n"):
@@ -214,7 +215,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
             f"{path}: does not end with a newline, so it was cut short; delete it and rerun "
             "the stage that wrote it"
         )
-    return pd.read_csv(BytesIO(data))
+    return pd.read_csv(BytesIO(data), dtype={"image_id": str})
 
 
 def write_json_atomic(data: Mapping[str, Any], path: str | Path) -> None:

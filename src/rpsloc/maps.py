@@ -1,6 +1,7 @@
 """Activation maps at feature resolution (METHOD.md section 1: inference and variants; the
-CAAM, DDT and centre-Gaussian baselines). Their conversion to score maps is
-`rpsloc.scoremaps`.
+CAAM, DDT and centre-Gaussian baselines; the LOST, TokenCut and DINO-attention peers of
+`rpsloc.discovery`, LOST's and TokenCut's with their own boxes). Their conversion to score maps
+is `rpsloc.scoremaps`.
 
 Maps are computed from the cached, L2-normalised evaluation features, so every variant and
 baseline shares one backbone pass.
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from rpsloc.discovery import dino_attention, lost, standardised, tokencut
 from rpsloc.io import atomic_h5, provenance_attrs, write_strings
 from rpsloc.readers import EvalShard, PredictorTable, iter_eval_shards, read_predictors, read_top1
 from rpsloc.variants import Variant, parse_variant
@@ -72,6 +74,38 @@ def ddt_maps(shard: EvalShard, mean: np.ndarray, component: np.ndarray) -> np.nd
     return np.maximum((raw - mean.astype(np.float32)) @ component.astype(np.float32), 0.0)
 
 
+#: What a peer ran on (`peer_input` of its maps file).
+KEYS_INPUT = "last-block keys"
+FEATURE_MAP_INPUT = "feature map (no ViT keys)"
+
+
+def peer_maps(variant: Variant, shard: EvalShard) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """A peer's `(n, h, w)` maps of one evaluation shard, its `(n, 4)` own boxes in feature
+    cells (LOST, TokenCut; None for DINO attention) and what it ran on: the ViT keys the
+    features stage stored, or the feature map itself (LOST's own choice for CNNs,
+    `discovery.standardised`). The box-only methods' map is their object's mask."""
+    if variant.kind == "dino_attention":
+        if "cls_attention" not in shard.discovery:
+            raise ValueError(
+                "variant 'dino_attention' needs a ViT's CLS attention in the feature shards"
+            )
+        return (
+            np.stack([dino_attention(a) for a in shard.discovery["cls_attention"]]),
+            None,
+            "CLS attention",
+        )
+    grid = shard.norms.shape[1:]
+    if "keys" in shard.discovery:
+        inputs, used = list(shard.discovery["keys"]), KEYS_INPUT
+    else:
+        raw = shard.unit_features.astype(np.float64) * shard.norms[..., None]
+        inputs, used = [standardised(features) for features in raw], FEATURE_MAP_INPUT
+    method = lost if variant.kind == "lost" else tokencut
+    found = [method(features.reshape(-1, features.shape[-1]), grid) for features in inputs]
+    maps = np.stack([item.mask.astype(np.float32) for item in found])
+    return maps, np.stack([item.box for item in found]), used
+
+
 def variant_maps(
     variant: Variant,
     shard: EvalShard,
@@ -92,6 +126,8 @@ def variant_maps(
         return caam_maps(shard.unit_features, shard.norms)
     if variant.kind == "ddt":
         return ddt_maps(shard, *ddt)
+    if variant.discovery_input is not None:
+        return peer_maps(variant, shard)[0]
     return centre_gaussian_maps(*shard.norms.shape)
 
 
@@ -111,14 +147,20 @@ def write_maps(
         raise ValueError(f"variant {variant!r} needs a classifier's predictions file")
     ddt = ddt_direction(eval_shards) if spec.kind == "ddt" else None
     ids: list[str] = []
-    labels, maps = [], []
+    labels, maps, own_boxes, peer_inputs = [], [], [], set()
     for shard in iter_eval_shards(eval_shards):
         class_labels = (
             read_top1(predictions, shard.image_ids) if spec.class_source == "top1" else None
         )
         ids += shard.image_ids
         labels.append(shard.labels)
-        maps.append(variant_maps(spec, shard, predictors, class_labels, ddt))
+        if spec.discovery_input is None:
+            maps.append(variant_maps(spec, shard, predictors, class_labels, ddt))
+            continue
+        shard_maps, boxes, used = peer_maps(spec, shard)
+        maps.append(shard_maps)
+        own_boxes += [] if boxes is None else [boxes]
+        peer_inputs.add(used)
     attrs = {
         **provenance_attrs(eval_shards[0]),
         "stage": "maps",
@@ -126,9 +168,13 @@ def write_maps(
         "n_images": len(ids),
         "values": "activation before min-max normalisation",
         "representer": str(representer or ""),
+        "peer_input": ", ".join(sorted(peer_inputs)),
         **(provenance or {}),
     }
     with atomic_h5(out, attrs) as handle:
         write_strings(handle, "image_ids", ids)
         handle.create_dataset("labels", data=np.concatenate(labels))
         handle.create_dataset("maps", data=np.concatenate(maps).astype(np.float32))
+        if own_boxes:
+            boxes = handle.create_dataset("own_boxes", data=np.concatenate(own_boxes))
+            boxes.attrs["units"] = "feature cells, x0 y0 x1 y1, x1 and y1 exclusive"

@@ -33,6 +33,7 @@ METRICS_TABLE = "results/{dataset}/{backbone}/{variant}/metrics/{split}.csv"
 METRICS_SUMMARY = "results/{dataset}/{backbone}/{variant}/metrics/{split}.json"
 METRICS_IMAGES = "results/{dataset}/{backbone}/{variant}/metrics/{split}-images.csv"
 METRICS_CURVE = "results/{dataset}/{backbone}/{variant}/metrics/{split}-pr.csv"
+CORLOC = "results/{dataset}/{backbone}/{variant}/metrics/{split}-corloc.json"
 
 BOXES = "results/{dataset}/{backbone}/{variant}/boxes/{split}.csv"
 BOXES_IMAGES = "results/{dataset}/{backbone}/{variant}/boxes/{split}-images.csv"
@@ -83,6 +84,7 @@ class ResultFiles:
     summary: Path  # headline numbers (JSON)
     images: Path  # per-image best IoUs
     curve: Path  # pixel precision-recall points (no rows without masks)
+    corloc: Path  # CorLoc of one box per image, and BoxAcc at a box-only method's own box
 
 
 def result_files(
@@ -100,4 +102,5 @@ def result_files(
         summary=root / METRICS_SUMMARY.format(**names),
         images=root / METRICS_IMAGES.format(**names),
         curve=root / METRICS_CURVE.format(**names),
+        corloc=root / CORLOC.format(**names),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,10 @@ TRAIN_ROLE = "train"
 """A training shard: per-image `a_n`, `b_n` and per-position norms, what `w*` needs."""
 EVAL_ROLE = "eval"
 """An evaluation shard: per-position unit features and norms, what every map variant needs."""
+
+DISCOVERY_INPUTS = ("keys", "cls_attention")
+"""What object discovery (LOST, TokenCut, DINO attention) reads from a ViT's last block, stored
+in an evaluation shard only when a configured variant needs it (rpsloc.variants)."""
 
 TOP_K = 5
 """Classes a classify-stage file keeps per image (Top-5 Loc)."""
@@ -71,6 +75,9 @@ class EvalShard:
     boxes: list[np.ndarray]  # per image (k, 4), crop coordinates
     crop_size: int
     authors_boxes: list[np.ndarray]  # the same from the annotation's own (1-based) coordinates
+    #: What object discovery reads (features stage, `DISCOVERY_INPUTS`), when stored: a ViT's
+    #: last-block patch keys `keys` (n, h, w, D) and `cls_attention` (n, heads, h, w), float16.
+    discovery: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_stored_finite(path: str | Path, image_ids: Sequence[str], *arrays: np.ndarray) -> None:
@@ -161,6 +168,11 @@ def iter_eval_shards(
                 authors_boxes=[
                     native[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)
                 ],
+                discovery={
+                    name: handle[name][()]
+                    for name in DISCOVERY_INPUTS
+                    if with_features and name in handle
+                },
             )
 
 
@@ -266,6 +278,9 @@ class MapsFile:
     labels: np.ndarray  # (n,)
     maps: np.ndarray  # (n, h, w) float32, before min-max normalisation
     attrs: dict[str, Any]
+    #: A box-only method's boxes (LOST, TokenCut): (n, 4) x0, y0, x1, y1 in feature cells, x1
+    #: and y1 exclusive; None for a map method.
+    own_boxes: np.ndarray | None = None
 
     def position(self) -> dict[str, int]:
         """Row of each image id."""
@@ -286,6 +301,7 @@ def read_maps(path: str | Path) -> MapsFile:
             labels=handle["labels"][()],
             maps=handle["maps"][()],
             attrs=plain_attrs(handle.attrs),
+            own_boxes=handle["own_boxes"][()] if "own_boxes" in handle else None,
         )
 
 

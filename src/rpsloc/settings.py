@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rpsloc import paths
-from rpsloc.backbones import Weights, effective_output_stride, parse_weights
+from rpsloc.backbones import Weights, architecture, effective_output_stride, parse_weights
 from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, require_checkpoint_file
 from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import adapter_of, check_dataset, manifest_settings
@@ -34,6 +34,7 @@ _IMAGENET = {
 }
 _FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
 _UNCROPPED = {**_IMAGENET, "image_size": 224}
+_DISCOVERY = {**_IMAGENET, "image_size": 480, "crop_size": 480}
 _PREDICTION = {**_UNCROPPED, "crop_size": None}
 
 #: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
@@ -42,7 +43,8 @@ _PREDICTION = {**_UNCROPPED, "crop_size": None}
 #: authors do; masks are resized bilinearly (CUB's soft segmentations) except OpenImages', which
 #: the authors resize nearest-neighbour (rpsloc.masks). A folder of photos is resized to 224
 #: without a crop (`crop_size: None`), so the boxes stage sees the whole of every image
-#: (docs/boxes.md).
+#: (docs/boxes.md). The object-discovery sets (VOC, COCO20k) are resized to 480 x 480 without a
+#: crop: the peers see the whole image, and CorLoc's ground truth lies anywhere in it.
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "wsol": _IMAGENET,
     "synthetic": _UNCROPPED,
@@ -55,6 +57,8 @@ PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     **{kind: _UNCROPPED for kind in CIFAR},
     "csv": _IMAGENET,
     "folder": _PREDICTION,
+    "voc": _DISCOVERY,
+    "coco20k": _DISCOVERY,
 }
 
 
@@ -450,6 +454,15 @@ def _dataset(
             f"classifiers ({sorted(classifiers)})"
         )
     variants = tuple(_variant(name, variant, classifier) for variant in entry["variants"])
+    for variant in variants:
+        if variant.discovery_input != "cls_attention":
+            continue
+        for backbone in entry["backbones"]:
+            if not architecture(backbones[backbone].arch).patch_grid:
+                raise InputError(
+                    f"config: {where}.variants '{variant.name}' reads a ViT's CLS attention; "
+                    f"backbone '{backbone}' ({backbones[backbone].arch}) has none"
+                )
     requested_stride = entry.get("output_stride", defaults["output_stride"])
     strides = {
         backbone: _stride(where, backbones[backbone], requested_stride)

@@ -15,6 +15,10 @@ from rpsloc.datasets.policy import SKIPPED_COLUMNS, read_skipped
 from rpsloc.io import atomic_path, read_attrs, read_csv, read_json, write_csv_atomic
 from rpsloc.paths import ResultFiles
 from rpsloc.protocols import authors_protocol
+from rpsloc.variants import parse_variant
+
+#: Columns a box-only method leaves empty: they sweep a threshold over a map it does not have.
+SWEPT_COLUMNS = ("max_box_acc", "authors_", "best_threshold", "pxap", "piou", "loc_", "top", "gt_")
 
 SUMMARY_COLUMNS = [
     "dataset",
@@ -32,6 +36,12 @@ SUMMARY_COLUMNS = [
     "max_box_acc_50",
     "max_box_acc_70",
     "max_box_acc_v1",
+    "corloc",  # one box per image, the object-discovery protocol (rpsloc.metrics.corloc)
+    "corloc_box",
+    "own_box_acc_30",  # box-only methods (LOST, TokenCut): BoxAcc at their own box
+    "own_box_acc_50",
+    "own_box_acc_70",
+    "peer_input",
     "authors_threshold_split",
     "authors_threshold",
     "authors_box_acc_30",
@@ -62,7 +72,9 @@ def summary_table(
     backbone and variant (or from the split itself when there is none). `n_skipped` is the
     number of images the split's manifest left out (`skipped`, per split; 0 when absent).
     Results on splits outside `labelled` (default: all are) have no ground truth: their rows
-    say so (`ground_truth` none) and hold counts only, no metrics."""
+    say so (`ground_truth` none) and hold counts only, no metrics. CorLoc comes from the
+    result's corloc file where the workflow made one; a box-only method (LOST, TokenCut) has
+    BoxAcc at its own box and no threshold-swept numbers."""
     scored = [r for r in results if labelled is None or r.split in labelled]
     by_key = {(r.backbone, r.variant, r.split): r for r in scored}
     rows = []
@@ -81,6 +93,12 @@ def summary_table(
         }
         if result in scored:
             row.update(_metrics_row(result, by_key, threshold_split))
+            if Path(result.corloc).is_file():
+                row.update(read_json(result.corloc))
+        if attrs.get("peer_input"):
+            row["peer_input"] = attrs["peer_input"]
+        if parse_variant(result.variant).box_only:
+            row = {k: v for k, v in row.items() if not k.startswith(SWEPT_COLUMNS)}
         rows.append(row)
     table = pd.DataFrame(rows)
     columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
@@ -126,6 +144,8 @@ def write_summary(
 
 PAPER_METRICS = {
     "max_box_acc_v2": "MaxBoxAccV2",
+    "own_box_acc_50": "BoxAcc@50 at own box",
+    "corloc": "CorLoc",
     "authors_box_acc_mean": "authors mean BoxAcc",
     "pxap": "PxAP",
 }

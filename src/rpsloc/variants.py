@@ -11,6 +11,8 @@ section 1, variants). One variant is one row of the summary.
     rps_classwise_gt-r0.1    class-wise with a per-class quota of floor(N r / K) images
     rps-from-cifar10         w* computed on another configured dataset (zero-shot transfer)
     caam, ddt, centre_gaussian   baselines on the same cached features
+    lost, tokencut, dino_attention   the object-discovery peers on the same features pass
+                             (rpsloc.discovery); LOST and TokenCut give one box per image
 
 The grammar is written once, here: `PATTERN` parses names, `WILDCARD` (the same regex without
 groups) constrains the workflow's `{variant}` wildcard, `SELECTION_WILDCARD` its `{selection}`.
@@ -22,6 +24,11 @@ import re
 from dataclasses import dataclass
 
 BASELINES = ("caam", "ddt", "centre_gaussian")
+#: The object-discovery peers (rpsloc.discovery) and what each reads from a ViT's last block
+#: (rpsloc.readers.DISCOVERY_INPUTS); LOST and TokenCut fall back to the feature map itself.
+PEERS = {"lost": "keys", "tokencut": "keys", "dino_attention": "cls_attention"}
+#: The peers that give one box per image rather than a map to threshold.
+BOX_ONLY = ("lost", "tokencut")
 #: Where a class-wise variant's classes come from: `gt` and `top1` pick the test image's
 #: predictor by its label or a classifier's top-1; `pred` builds the predictors from the
 #: classifier's top-1 on the training images.
@@ -34,7 +41,11 @@ PATTERN = re.compile(
     rf"(?:-from-(?P<base>{_DATASET}))?$"
 )
 WILDCARD = "|".join(
-    [*BASELINES, re.sub(r"\(\?P<\w+>", "(?:", PATTERN.pattern.removeprefix("^").removesuffix("$"))]
+    [
+        *BASELINES,
+        *PEERS,
+        re.sub(r"\(\?P<\w+>", "(?:", PATTERN.pattern.removeprefix("^").removesuffix("$")),
+    ]
 )
 SELECTION_WILDCARD = rf"(?:global|classwise|classwise-pred)(?:-r(?:{_RATIO}))?"
 
@@ -42,7 +53,7 @@ SELECTION_WILDCARD = rf"(?:global|classwise|classwise-pred)(?:-r(?:{_RATIO}))?"
 @dataclass(frozen=True)
 class Variant:
     name: str
-    kind: str  # "rps" or a baseline name
+    kind: str  # "rps", a baseline's or a peer's name
     class_source: str | None = None  # None (global w*), or one of CLASS_SOURCES
     sampling_ratio: float = 1.0
     base_dataset: str | None = None
@@ -62,6 +73,16 @@ class Variant:
         return mode if self.sampling_ratio == 1 else f"{mode}-r{self.sampling_ratio:g}"
 
     @property
+    def discovery_input(self) -> str | None:
+        """What a peer reads from a ViT's last block (`PEERS`); None for the others."""
+        return PEERS.get(self.kind)
+
+    @property
+    def box_only(self) -> bool:
+        """Whether the method gives its own box (scored without a threshold sweep)."""
+        return self.kind in BOX_ONLY
+
+    @property
     def needs_classifier(self) -> bool:
         """Whether a classifier's predictions pick or build the class-wise predictors."""
         return self.class_source in ("top1", "pred")
@@ -69,12 +90,12 @@ class Variant:
 
 def parse_variant(name: str) -> Variant:
     """The variant a name stands for; an error that lists the accepted forms otherwise."""
-    if name in BASELINES:
+    if name in BASELINES or name in PEERS:
         return Variant(name, name)
     match = PATTERN.match(name)
     if not match:
         raise ValueError(
-            f"unknown map variant {name!r}; expected one of {', '.join(BASELINES)} or "
+            f"unknown map variant {name!r}; expected one of {', '.join([*BASELINES, *PEERS])} or "
             f"rps[_classwise_{'|_classwise_'.join(CLASS_SOURCES)}][-r<ratio>][-from-<dataset>]"
         )
     ratio = float(match["ratio"]) if match["ratio"] else 1.0

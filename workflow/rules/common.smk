@@ -10,6 +10,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from rpsloc import paths
+from rpsloc.backbones import architecture
 from rpsloc.datasets.records import MANIFEST_COLUMNS
 from rpsloc.io import FORMAT_VERSION
 from rpsloc.datasets import source_files
@@ -91,6 +92,17 @@ def get_split_geometry(wildcards):
 
 def get_split_role(wildcards):
     return get_dataset(wildcards).role(wildcards.split)
+
+
+def get_discovery_inputs(wildcards):
+    """What the dataset's peers read from a ViT's last block, stored beside an evaluated
+    split's features by the same pass (`rpsloc.readers.DISCOVERY_INPUTS`); none for a
+    training split or a CNN, so adding a peer there reruns no features job."""
+    dataset = get_dataset(wildcards)
+    vit = architecture(get_backbone(wildcards).arch).patch_grid
+    if dataset.role(wildcards.split) != "eval" or not vit:
+        return []
+    return sorted({v.discovery_input for v in dataset.variants if v.discovery_input})
 
 
 def get_representer_settings(wildcards):
@@ -377,9 +389,22 @@ def get_summary_inputs(wildcards):
         *(
             str(path)
             for result in dataset_results(wildcards.dataset)
-            for path in (result.table, result.summary)
+            for path in (result.table, result.summary, result.corloc)
         ),
     ]
+
+
+def get_corloc_boxes(wildcards):
+    """The boxes stage's files whose first box per image a map method's CorLoc scores; none
+    for a box-only method (LOST, TokenCut), whose own box counts."""
+    if parse_variant(wildcards.variant).box_only:
+        return {}
+    names = dict(wildcards)
+    return {
+        "boxes": paths.BOXES.format(**names),
+        "box_images": paths.BOXES_IMAGES.format(**names),
+        "box_coco": paths.BOXES_COCO.format(**names),
+    }
 
 
 def get_threshold_rule(wildcards):

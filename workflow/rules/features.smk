@@ -11,6 +11,7 @@ rule features:
         role=get_split_role,
         geometry=get_split_geometry,
         features=FEATURES,
+        discovery=get_discovery_inputs,
         format_version=FORMAT_VERSION,
     resources:
         gpu=1,

@@ -305,9 +305,26 @@ class VisionTransformer(nn.Module):
         return Encoding(self.norm(tokens), self.num_prefix_tokens, grid, attention)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        encoding = self.encode(x)
+        return self.feature_map(self.encode(x))
+
+    def feature_map(self, encoding: Encoding) -> torch.Tensor:
+        """`(B, C, h, w)` features of an encoding: ReLU of its patch tokens (class docstring)."""
         patches = F.relu(encoding.patch_tokens)
-        return patches.transpose(1, 2).reshape(x.shape[0], self.feature_dim, *encoding.grid)
+        return patches.transpose(1, 2).reshape(-1, self.feature_dim, *encoding.grid)
+
+    def discovery_inputs(self, encoding: Encoding) -> dict[str, torch.Tensor]:
+        """What object discovery reads from the last block (rpsloc.discovery): the patch keys,
+        heads concatenated, `keys` (B, h, w, heads * head_dim), as LOST and TokenCut take them,
+        and the CLS token's attention over the patches `cls_attention` (B, heads, h, w)."""
+        attention = encoding.last_attention
+        batch, heads = attention.k.shape[:2]
+        keys = (
+            attention.k[:, :, encoding.prefix :].transpose(1, 2).reshape(batch, *encoding.grid, -1)
+        )
+        cls = attention.cls_attention()[:, :, encoding.prefix :].reshape(
+            batch, heads, *encoding.grid
+        )
+        return {"keys": keys, "cls_attention": cls}
 
 
 def vision_transformer(

@@ -4,8 +4,8 @@ This module is the registry: `ADAPTERS` maps each `adapter` key of the configura
 `Adapter` (its reader, configuration keys, splits and source files), so a new layout is one
 reader module and one table entry (each layout's evaluation defaults are the settings',
 `rpsloc.settings.PROTOCOL_DEFAULTS`). The readers live beside it: `records` (the manifest contract),
-`policy` (bad images), `wsol`, `voc`, `stanford`, `aircraft`, `cifar`, `table` (CSV) and `folder`
-(a folder of images, no metadata); the manifest stage that runs them is `rpsloc.manifest`.
+`policy` (bad images), `wsol`, `voc`, `coco`, `stanford`, `aircraft`, `cifar`, `table` (CSV) and
+`folder` (a folder of images, no metadata); the manifest stage that runs them is `rpsloc.manifest`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from rpsloc.datasets.aircraft import AIRCRAFT_SPLITS, aircraft_records
 from rpsloc.datasets.cifar import CIFAR, cifar_records
+from rpsloc.datasets.coco import COCO20K_SPLITS, coco20k_records
 from rpsloc.datasets.folder import folder_records
 from rpsloc.datasets.policy import ReadOptions, check_relative
 from rpsloc.datasets.records import ImageRecord
@@ -28,6 +29,7 @@ from rpsloc.datasets.stanford import (
     dogs_records,
 )
 from rpsloc.datasets.table import csv_records
+from rpsloc.datasets.voc import voc_records
 from rpsloc.datasets.wsol import wsol_records
 from rpsloc.errors import InputError
 
@@ -178,6 +180,23 @@ ADAPTERS: dict[str, Adapter] = {
         ),
     ),
     **{kind: _cifar_adapter(kind) for kind in CIFAR},
+    "voc": Adapter(
+        read=lambda d, split, o: voc_records(_config_path(d, "root"), split, o),
+        required=("root",),
+        sources=_files("ImageSets/Main/{split}.txt"),
+    ),
+    "coco20k": Adapter(
+        read=lambda d, split, o: coco20k_records(
+            _config_path(d, "root"),
+            _config_path(d, "annotations"),
+            _config_path(d, "image_list"),
+            split,
+            o,
+        ),
+        required=("root", "annotations", "image_list"),
+        splits=COCO20K_SPLITS,
+        sources=lambda d, split: [_config_path(d, "annotations"), _config_path(d, "image_list")],
+    ),
     "csv": Adapter(
         read=lambda d, split, o: csv_records(
             _config_path(d, "csv"), _optional_path(d, "root"), split, o

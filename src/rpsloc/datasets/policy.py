@@ -126,7 +126,8 @@ class Candidate:
     """An image as its metadata describes it, before its files and values are checked.
 
     `boxes` holds the file's own coordinates with where each box was read; `box_origin` is 1
-    for datasets whose pixel coordinates start at 1 (they are shifted to 0-based)."""
+    for datasets whose pixel coordinates start at 1 (they are shifted to 0-based);
+    `box_flags`, when given, holds each box's flags (`records.BOX_FLAGS`)."""
 
     image_id: str
     path: Path
@@ -135,6 +136,7 @@ class Candidate:
     label_source: tuple[Path, int | None] | None = None
     boxes: list[BoxLine] = field(default_factory=list)
     box_origin: int = 0
+    box_flags: tuple[tuple[str, ...], ...] = ()
     size: tuple[int, int] | None = None
     size_source: tuple[Path, int | None] | None = None
     mask_paths: tuple[Path, ...] = ()
@@ -211,6 +213,7 @@ def _checked_record(candidate: Candidate, options: ReadOptions) -> ImageRecord:
         mask_paths=candidate.mask_paths,
         ignore_path=candidate.ignore_path,
         box_origin=candidate.box_origin,
+        box_flags=candidate.box_flags,
     )
 
 

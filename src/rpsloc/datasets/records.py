@@ -30,7 +30,13 @@ MANIFEST_COLUMNS = (
     "ignore_path",
     "box_origin",
     "fingerprints",
+    "box_flags",
 )
+
+#: Per-object flags a layout may record: VOC's `difficult` and `truncated`, COCO's `iscrowd`
+#: (`crowd`). Crowd boxes are not ground truth for any evaluation, as the peers (LOST,
+#: TokenCut) drop them; difficult and truncated boxes count, as in the peers' CorLoc.
+BOX_FLAGS = ("difficult", "truncated", "crowd")
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,7 +49,8 @@ class ImageRecord:
     published, which the authors' code uses unshifted. `label` is 0-based, -1 when unknown.
     `fingerprints` hold one `size:mtime_ns` (`size:mtime_ns:sha256` when content is tracked)
     per file of `files`, as the manifest stage found them (`rpsloc.tracking`); empty before
-    that. Records compare equal when every field is equal (boxes by value).
+    that. `box_flags` holds each box's flags (names of `BOX_FLAGS`; empty when it has none).
+    Records compare equal when every field is equal (boxes by value).
     """
 
     image_id: str
@@ -56,6 +63,7 @@ class ImageRecord:
     ignore_path: Path | None = None
     box_origin: int = 0
     fingerprints: tuple[str, ...] = ()
+    box_flags: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         boxes = np.array(self.boxes, dtype=np.int64)
@@ -67,6 +75,13 @@ class ImageRecord:
             )
         boxes.setflags(write=False)
         object.__setattr__(self, "boxes", boxes)
+        flags = tuple(tuple(f) for f in self.box_flags) or ((),) * len(boxes)
+        if len(flags) != len(boxes) or any(f not in BOX_FLAGS for f in sum(flags, ())):
+            raise ValueError(
+                f"image {self.image_id}: expected one tuple of flags among {BOX_FLAGS} per "
+                f"box, found {self.box_flags!r} for {len(boxes)} boxes"
+            )
+        object.__setattr__(self, "box_flags", flags)
         if not isinstance(self.path, Path):
             object.__setattr__(self, "path", Path(self.path))
         if not (
@@ -99,12 +114,18 @@ class ImageRecord:
             self.ignore_path,
             self.box_origin,
             self.fingerprints,
+            self.box_flags,
         )
 
     @property
     def native_boxes(self) -> np.ndarray:
         """The boxes in the annotation's own coordinates (`boxes + box_origin`)."""
         return self.boxes + self.box_origin
+
+    @property
+    def scored(self) -> np.ndarray:
+        """Which boxes are ground truth for evaluation: all but crowd boxes (`BOX_FLAGS`)."""
+        return np.array(["crowd" not in flags for flags in self.box_flags], dtype=bool)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ImageRecord):
@@ -144,6 +165,7 @@ def _manifest_row(record: ImageRecord) -> list[str]:
         "" if record.ignore_path is None else str(record.ignore_path.absolute()),
         str(int(record.box_origin)),
         ";".join(record.fingerprints),
+        ";".join(" ".join(flags) for flags in record.box_flags),
     ]
 
 
@@ -172,7 +194,7 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                     f"{where}: expected {len(MANIFEST_COLUMNS)} fields, found {len(row)}"
                 )
             image_id, image_path, width, height, label, boxes, masks, ignore = row[:8]
-            origin, fingerprints = row[8:]
+            origin, fingerprints, flags = row[8:]
             if not image_id:
                 raise InputError(f"{where}: empty image_id")
             if image_id in seen:
@@ -185,6 +207,7 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                 "boxes": _parse_manifest_boxes(boxes, where),
                 "box_origin": _parse_int(origin, "box_origin", where, minimum=0),
             }
+            fields["box_flags"] = _parse_box_flags(flags, len(fields["boxes"]), where)
             try:
                 record = ImageRecord(
                     image_id=image_id,
@@ -222,3 +245,15 @@ def _parse_manifest_boxes(text: str, where: str) -> np.ndarray:
             raise InputError(f"{where}: expected boxes as 'x0 y0 x1 y1;...', found {part!r}")
         boxes.append([_parse_int(v, "box coordinate", where) for v in values])
     return np.array(boxes, dtype=np.int64)
+
+
+def _parse_box_flags(text: str, count: int, where: str) -> tuple[tuple[str, ...], ...]:
+    """One group of space-separated flags per box, groups joined by ';' (empty: none)."""
+    groups = text.split(";") if count else ([] if not text else [text])
+    if len(groups) != count:
+        raise InputError(f"{where}: expected box_flags for {count} boxes, found {text!r}")
+    flags = tuple(tuple(group.split()) for group in groups)
+    for flag in sum(flags, ()):
+        if flag not in BOX_FLAGS:
+            raise InputError(f"{where}: unknown box flag {flag!r}; expected one of {BOX_FLAGS}")
+    return flags

@@ -182,16 +182,16 @@ def dogs_records(root: Path, split: str, options: ReadOptions) -> list[ImageReco
                 )
             seen[image_id] = entry
             xml = root / "Annotation" / annotation
-            size, boxes = voc_annotation(xml, image_id)
+            parsed = voc_annotation(xml, image_id)
             candidates.append(
                 Candidate(
                     image_id=image_id,
                     path=root / "Images" / image_id,
                     source=(path, entry),
                     label=label - 1,
-                    boxes=boxes,
+                    boxes=parsed.boxes,
                     box_origin=1,
-                    size=size,
+                    size=parsed.size,
                     size_source=(xml, None),
                     unit="entry",
                 )
