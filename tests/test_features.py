@@ -1,10 +1,14 @@
 """The features stage's precision: fp32 by default on every device (the authors' numerics),
 bf16 autocast only when asked, each labelled in the file (METHOD.md section 1; bench/RESULTS.md
-benchmark 5), and the output stride the model really has recorded."""
+benchmark 5), the output stride the model really has recorded, and its decoding workers chosen
+from the machine under `num_workers: auto`."""
+
+import os
 
 import numpy as np
 import pytest
 
+from rpsloc import devices
 from rpsloc.datasets.records import write_manifest
 from rpsloc.features import extract_shard
 from rpsloc.io import open_h5
@@ -54,3 +58,41 @@ def test_a_vit_records_the_stride_it_really_has(manifest, tmp_path):
 def test_an_unknown_precision_is_refused(manifest, tmp_path):
     with pytest.raises(ValueError, match="precision must be one of"):
         unit_features(manifest, tmp_path / "x.h5", precision="fp16")
+
+
+def on_cores(monkeypatch, cores):
+    """This process sees `cores` CPU cores, through its affinity mask and the core count."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+
+
+def test_auto_starts_no_decoding_worker_on_one_core(monkeypatch):
+    on_cores(monkeypatch, 1)
+    assert devices.data_loader_workers("auto", threads=1) == 0
+    assert devices.prefetch_factor(0) is None
+
+
+def test_auto_starts_one_decoding_worker_beside_two_threads_on_two_cores(monkeypatch):
+    on_cores(monkeypatch, 2)
+    workers = devices.data_loader_workers("auto", threads=2)
+    assert workers == 1
+    assert devices.prefetch_factor(workers) >= 2
+
+
+def test_auto_falls_back_to_the_core_count_without_an_affinity_mask(monkeypatch):
+    on_cores(monkeypatch, 2)
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert devices.data_loader_workers("auto", threads=1) == 1
+
+
+def test_a_number_of_workers_is_taken_as_given(monkeypatch):
+    on_cores(monkeypatch, 1)
+    assert devices.data_loader_workers(3, threads=2) == 3
+
+
+def test_extraction_with_auto_workers_on_two_cores_writes_the_shard(
+    manifest, tmp_path, monkeypatch
+):
+    on_cores(monkeypatch, 2)
+    features, _ = unit_features(manifest, tmp_path / "auto.h5", num_workers="auto")
+    assert features.shape[0] == 4

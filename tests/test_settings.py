@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, resolved, tiny_config
+from snakemake.exceptions import WorkflowError
 
 from rpsloc.datasets import ADAPTERS
 from rpsloc.errors import CheckpointError, InputError
@@ -232,6 +233,19 @@ def test_a_threshold_split_that_is_not_evaluated_is_an_error():
 def test_a_crop_larger_than_the_image_is_an_error():
     with pytest.raises(InputError, match=r"crop_size \(200\) is larger than image_size"):
         resolved(tiny_config(crop_size=200))
+
+
+def test_decoding_workers_default_to_auto():
+    config = tiny_config()
+    del config["features"]["num_workers"]
+    assert resolved(config).features.num_workers == "auto"
+
+
+def test_a_worker_count_that_is_neither_a_number_nor_auto_is_refused():
+    config = tiny_config()
+    config["features"]["num_workers"] = "many"
+    with pytest.raises(WorkflowError, match="num_workers"):
+        resolved(config)
 
 
 def test_a_transfer_from_an_unknown_dataset_is_an_error():

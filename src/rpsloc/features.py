@@ -21,7 +21,7 @@ from tqdm import tqdm
 from rpsloc import __version__
 from rpsloc.backbones import build_backbone
 from rpsloc.datasets.records import ImageRecord, read_manifest
-from rpsloc.devices import resolve_device
+from rpsloc.devices import data_loader_workers, prefetch_factor, resolve_device
 from rpsloc.io import atomic_h5, write_strings
 from rpsloc.readers import (
     EVAL_ROLE,
@@ -74,7 +74,7 @@ def extract_shard(
     output_stride: int,
     out: str | Path,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | str = 0,
     device: str = "auto",
     provenance: Mapping[str, Any] | None = None,
     precision: str = "fp32",
@@ -83,7 +83,8 @@ def extract_shard(
 
     `precision` is `fp32` (the authors' numerics, the default on every device) or `bf16`
     (autocast for the backbone, an explicit opt-in; the file says which). `output_stride` is the
-    one asked for; the file records the stride the model really has."""
+    one asked for; the file records the stride the model really has. `num_workers` is a number
+    of DataLoader processes or `auto` (`devices.data_loader_workers`, beside torch's threads)."""
     if role not in (TRAIN_ROLE, EVAL_ROLE):
         raise ValueError(f"role must be '{TRAIN_ROLE}' or '{EVAL_ROLE}', got {role!r}")
     if precision not in PRECISIONS:
@@ -95,10 +96,12 @@ def extract_shard(
     bf16 = precision == "bf16"
     if on_cuda:
         backbone = backbone.to(memory_format=torch.channels_last)
+    workers = data_loader_workers(num_workers, torch.get_num_threads())
     loader = torch.utils.data.DataLoader(
         PreprocessedImages([r.path for r in records], image_size, crop_size),
         batch_size=batch_size,
-        num_workers=num_workers,
+        num_workers=workers,
+        prefetch_factor=prefetch_factor(workers),
         pin_memory=on_cuda,
         shuffle=False,
     )
@@ -118,7 +121,12 @@ def extract_shard(
         **(provenance or {}),
     }
     log.info(
-        "features: %d images of %s (shard %d) on %s", len(records), manifest, shard, torch_device
+        "features: %d images of %s (shard %d) on %s, %d decoding worker(s)",
+        len(records),
+        manifest,
+        shard,
+        torch_device,
+        workers,
     )
     with atomic_h5(out, attrs) as handle:
         write_strings(handle, "image_ids", [record.image_id for record in records])

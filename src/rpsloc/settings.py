@@ -68,7 +68,7 @@ class FeatureSettings:
 
     shard_size: int
     batch_size: int
-    num_workers: int
+    num_workers: int | str  # DataLoader processes, or `auto` (rpsloc.devices, per job)
     device: str
     precision: str  # fp32, or bf16 autocast (an explicit opt-in)
 
@@ -231,7 +231,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
         features=FeatureSettings(
             shard_size=features.get("shard_size", 1000),
             batch_size=features.get("batch_size", 32),
-            num_workers=features.get("num_workers", 4),
+            num_workers=features.get("num_workers", "auto"),
             device=features.get("device", "auto"),
             precision=features.get("precision", "fp32"),
         ),
