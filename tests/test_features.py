@@ -13,6 +13,8 @@ from rpsloc.datasets.records import write_manifest
 from rpsloc.features import extract_shard
 from rpsloc.io import open_h5
 from rpsloc.manifest import build_manifest
+from rpsloc.maps import activation_maps
+from rpsloc.scoremaps import normalize_map
 from rpsloc.synthetic import generate_synthetic_dataset
 
 BACKBONE = {"arch": "resnet_small", "width": 16, "depth": 1, "weights": "random", "seed": 0}
@@ -53,6 +55,23 @@ def test_a_vit_records_the_stride_it_really_has(manifest, tmp_path):
     with open_h5(tmp_path / "vit.h5") as handle:
         assert handle.attrs["output_stride"] == 8
         assert handle["norms"].shape[1:] == (12, 12)
+
+
+#: Largest difference allowed between the [0, 1] score maps of the two memory formats: fp32
+#: sums in another order, then float16 storage of the unit features (half a step at 1: 2.4e-4).
+MEMORY_FORMAT_TOLERANCE = 1e-3
+
+
+def test_channels_last_and_the_default_memory_format_give_the_same_maps(manifest, tmp_path):
+    default, _ = unit_features(manifest, tmp_path / "default.h5", channels_last=False)
+    last, _ = unit_features(manifest, tmp_path / "last.h5", channels_last=True)
+    predictor = default.mean(axis=(0, 1, 2))
+    predictor /= np.linalg.norm(predictor)
+    maps = [
+        np.stack([normalize_map(m) for m in activation_maps(features, predictor)])
+        for features in (default, last)
+    ]
+    assert np.abs(maps[0] - maps[1]).max() <= MEMORY_FORMAT_TOLERANCE
 
 
 def test_an_unknown_precision_is_refused(manifest, tmp_path):

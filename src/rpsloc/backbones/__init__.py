@@ -53,13 +53,16 @@ class Architecture:
     with the config keys named in `options` that a backbone entry sets (sizing keys such as
     `width` and `depth`). `patch_grid`: the features lie on a ViT's patch grid, so its single
     output stride is its patch size and another requested stride is replaced by it, with a
-    warning, instead of refused (METHOD.md 4).
+    warning, instead of refused (METHOD.md 4). `channels_last_on_cpu`: the features stage runs
+    model and images in channels-last memory format on the CPU too (as on CUDA), where that was
+    measured faster (bench/RESULTS.md, the forward benchmark).
     """
 
     factory: Callable[..., nn.Module]
     output_strides: tuple[int, ...]
     options: tuple[str, ...] = ()
     patch_grid: bool = False
+    channels_last_on_cpu: bool = False
 
     def __post_init__(self) -> None:
         if not self.output_strides or (self.patch_grid and len(self.output_strides) != 1):
@@ -128,11 +131,13 @@ _DINOV2_REG: dict[str, Any] = {
 #: hold iBOT's and MAE's checkpoints, which have their names and heads; MoCo v3's ViT-S has 12
 #: heads where DINO's has 6, so MoCo v3 has its own (docs/backbones.md).
 BUILT_IN: dict[str, Architecture] = {
-    "resnet50": Architecture(resnet50, (32, 16, 8)),
-    "ccam": Architecture(ccam_resnet50, (16, 8)),
-    "resnet_small": Architecture(resnet_small, (32, 16, 8), options=("width", "depth")),
-    "vgg16": Architecture(vgg16, (8,)),
-    "vgg16_bn": Architecture(vgg16_bn, (8,)),
+    "resnet50": Architecture(resnet50, (32, 16, 8), channels_last_on_cpu=True),
+    "ccam": Architecture(ccam_resnet50, (16, 8), channels_last_on_cpu=True),
+    "resnet_small": Architecture(
+        resnet_small, (32, 16, 8), options=("width", "depth"), channels_last_on_cpu=True
+    ),
+    "vgg16": Architecture(vgg16, (8,), channels_last_on_cpu=True),
+    "vgg16_bn": Architecture(vgg16_bn, (8,), channels_last_on_cpu=True),
     "vit_s16": _vit("vit_s16", 16, 384, 12, 6),
     "vit_s8": _vit("vit_s8", 8, 384, 12, 6),
     "vit_b16": _vit("vit_b16", 16, 768, 12, 12),
