@@ -84,8 +84,11 @@ class EvaluationSettings:
 
 @dataclass(frozen=True)
 class ExplanationSettings:
-    """`explanations:` how many representers per test image and which selection sizes."""
+    """`explanations:` whether the dataset targets build them (the rankings, the per-test-image
+    representers, the selection curve and their figures), how many representers per test image
+    and which selection sizes."""
 
+    enabled: bool
     top_k: int
     selection_sizes: tuple[int, ...]
     gallery_images: int
@@ -241,6 +244,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             overlay_images=evaluation.get("overlay_images", 8),
         ),
         explanations=ExplanationSettings(
+            enabled=explanations.get("enabled", True),
             top_k=explanations.get("top_k", 5),
             selection_sizes=tuple(explanations.get("selection_sizes", ())),
             gallery_images=explanations.get("gallery_images", 4),

@@ -319,7 +319,7 @@ EXPLANATION_FIGURES = ("selection", "representer_values", "representer_gallery")
 
 def explanation_outputs(dataset):
     settings = SETTINGS.datasets[dataset]
-    if not settings.explained:
+    if not (settings.explained and SETTINGS.explanations.enabled):
         return []
     outputs = [paths.figure(name).format(dataset=dataset) for name in EXPLANATION_FIGURES]
     for backbone in settings.backbones:
@@ -349,3 +349,11 @@ def dataset_outputs(dataset):
         *explanation_outputs(dataset),
         *pretraining_outputs(dataset),
     ]
+
+
+def dataset_numbers(dataset):
+    """What a dataset's numbers-only target builds: its summary table (no figure, explanation
+    or selection curve), or a base dataset's w*."""
+    if not SETTINGS.datasets[dataset].eval_splits:
+        return dataset_outputs(dataset)
+    return [paths.SUMMARY.format(dataset=dataset)]
