@@ -13,7 +13,8 @@ installed plugins (entry points of the group `rpsloc.backbones`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import entry_points
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from rpsloc.backbones.resnet import ccam_resnet50, resnet50, resnet_small
 from rpsloc.backbones.vgg import vgg16, vgg16_bn
@@ -36,6 +38,8 @@ __all__ = [
     "arch_options",
     "architecture",
     "build_backbone",
+    "materialize_on_cpu",
+    "on_meta_device",
     "effective_output_stride",
     "parse_weights",
 ]
@@ -219,6 +223,33 @@ def arch_options(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: config[key] for key in allowed if key in config}
 
 
+class _MetaNormalSkipped(TorchFunctionMode):
+    """`Tensor.normal_` left undone on meta tensors, whose values a checkpoint replaces anyway:
+    on the meta device torch runs it through a Python reference whose first call imports
+    torch._dynamo, about 1.5 s paid by every job that loads a ResNet or VGG checkpoint
+    (bench/job_overhead.py)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.normal_ and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def on_meta_device() -> Iterator[None]:
+    """Modules built inside hold meta tensors (names and shapes, no memory, no init), for a
+    checkpoint to fill."""
+    with torch.device("meta"), _MetaNormalSkipped():
+        yield
+
+
+def materialize_on_cpu(model: nn.Module) -> None:
+    """`model.to_empty(device="cpu")` for a model built `on_meta_device`, without torch's
+    Python reference of `empty_like` for meta tensors, whose first call imports sympy (about
+    1 s per job that loads a checkpoint)."""
+    model._apply(lambda tensor: torch.empty(tensor.shape, dtype=tensor.dtype))
+
+
 def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
     """A frozen backbone in eval mode from a config entry (docs/architecture.md, "Backbones").
 
@@ -256,7 +287,7 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
             )
         fmt_name = "none"
     else:
-        with torch.device("meta"):
+        with on_meta_device():
             model = factory(**options)
         if not model.state_dict():
             raise InputError(
@@ -267,7 +298,7 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
         from rpsloc.backbones.checkpoints import apply_checkpoint_state, load_checkpoint_state
 
         state, report = load_checkpoint_state(source.path, arch, checkpoint_format, options)
-        model.to_empty(device="cpu")
+        materialize_on_cpu(model)
         apply_checkpoint_state(model, state)
         sha, fmt_name = report.checkpoint_sha256, report.format
         logger.info("%s", report.summary())

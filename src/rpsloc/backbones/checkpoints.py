@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from rpsloc.backbones import BUILT_IN, arch_options, architecture
+from rpsloc.backbones import BUILT_IN, arch_options, architecture, on_meta_device
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.io import file_sha256
 
@@ -401,7 +401,7 @@ def _meta_model(arch: str, options: Mapping[str, Any]) -> nn.Module:
     """`arch` built on the meta device (names and shapes; no memory, no init) at its first
     output stride: no parameter's shape depends on the stride."""
     record = architecture(arch)
-    with torch.device("meta"):
+    with on_meta_device():
         return record.factory(record.output_strides[0], **options)
 
 
