@@ -34,7 +34,9 @@ from reference_evaluation import write_random_box_split
 
 RPSLOC = Path(sys.executable).with_name("rpsloc")
 INTERVALS = (0.001, 0.01)
-MUNCH = "class Munch(dict):\n    __getattr__ = dict.__getitem__\n    __setattr__ = dict.__setitem__\n"
+MUNCH = (
+    "class Munch(dict):\n    __getattr__ = dict.__getitem__\n    __setattr__ = dict.__setitem__\n"
+)
 NUMPY_ALIASES = (
     "import numpy\n"
     "for name, value in (('float', float), ('int', int)):\n"
