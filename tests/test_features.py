@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from rpsloc import devices
 from rpsloc.datasets.records import write_manifest
@@ -96,6 +97,12 @@ def test_auto_starts_one_decoding_worker_beside_two_threads_on_two_cores(monkeyp
     workers = devices.data_loader_workers("auto", threads=2)
     assert workers == 1
     assert devices.prefetch_factor(workers) >= 2
+
+
+def test_auto_beside_a_gpu_leaves_one_core_to_the_process_feeding_it(monkeypatch):
+    on_cores(monkeypatch, 8)
+    threads = devices.backbone_threads(torch.device("cuda"))
+    assert devices.data_loader_workers("auto", threads) == 7
 
 
 def test_auto_falls_back_to_the_core_count_without_an_affinity_mask(monkeypatch):

@@ -27,6 +27,11 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def backbone_threads(device: torch.device) -> int:
+    """The cores the backbone keeps busy: torch's threads on the CPU, the one feeding a GPU."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
 def data_loader_workers(num_workers: int | str, threads: int) -> int:
     """DataLoader worker processes for a `features.num_workers` value: a number as given;
     `auto` none on one core (a worker would only take turns with the backbone), else the cores

@@ -21,7 +21,12 @@ from tqdm import tqdm
 from rpsloc import __version__
 from rpsloc.backbones import architecture, build_backbone
 from rpsloc.datasets.records import ImageRecord, read_manifest
-from rpsloc.devices import data_loader_workers, prefetch_factor, resolve_device
+from rpsloc.devices import (
+    backbone_threads,
+    data_loader_workers,
+    prefetch_factor,
+    resolve_device,
+)
 from rpsloc.io import atomic_h5, write_strings
 from rpsloc.readers import (
     EVAL_ROLE,
@@ -101,7 +106,7 @@ def extract_shard(
         channels_last = on_cuda or architecture(backbone_config["arch"]).channels_last_on_cpu
     if channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
-    workers = data_loader_workers(num_workers, torch.get_num_threads())
+    workers = data_loader_workers(num_workers, backbone_threads(torch_device))
     loader = torch.utils.data.DataLoader(
         PreprocessedImages([r.path for r in records], image_size, crop_size),
         batch_size=batch_size,
