@@ -229,6 +229,8 @@ def offline_run(tmp_path_factory) -> Path:
 
 #: The figures of `report_run`'s dataset (it is explained: rps on its headline split).
 REPORT_FIGURES = (
+    "predictions",
+    "objectness",
     "box_accuracy",
     "precision_recall",
     "overlays",
@@ -254,4 +256,54 @@ def report_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("report")
     run_snakemake(workdir, report_config())
     run_snakemake(workdir, report_config(), "--report", "results/report.html")
+    return workdir
+
+
+def folder_config(photos: Path) -> dict:
+    """Two datasets on one folder of synthetic photos (`generate_synthetic_folder`), some of
+    them empty: `photos`, the images alone (the `folder` adapter: no metadata, w* from all of
+    them, boxes for all of them, resized without a crop), and `partial`, the same photos with
+    their bring-your-own CSV (`dataset.csv`), whose evaluated split has boxes for the object
+    images only (`on_bad_image: skip`; resized and centre-cropped)."""
+    common = {"backbones": ["fixture"], "variants": ["rps"], "image_size": 128}
+    return {
+        "datasets": {
+            "photos": {
+                "adapter": "folder",
+                "root": str(photos),
+                "train_split": "all",
+                "eval_splits": ["everything"],
+                **common,
+            },
+            "partial": {
+                "adapter": "csv",
+                "csv": str(photos / "dataset.csv"),
+                "train_split": "train",
+                "eval_splits": ["photos"],
+                "on_bad_image": "skip",
+                "crop_size": 112,
+                **common,
+            },
+        },
+        "backbones": {"fixture": {"arch": "fixture-colourfulness", "weights": "none"}},
+        "features": {"shard_size": 8, "batch_size": 4, "num_workers": 0, "device": "cpu"},
+        "evaluation": {"overlay_images": 4},
+    }
+
+
+#: The photos of `folder_run`: per split, how many, a quarter of them empty.
+FOLDER_SPLITS = {"train": 12, "photos": 8}
+
+
+@pytest.fixture(scope="session")
+def folder_run(tmp_path_factory) -> Path:
+    """Both datasets of `folder_config` run to the end, then the report of `photos` alone
+    (`snakemake photos --report results/photos-report.html`); the photos are in `photos/`."""
+    from rpsloc.synthetic import generate_synthetic_folder
+
+    workdir = tmp_path_factory.mktemp("folder")
+    generate_synthetic_folder(workdir / "photos", FOLDER_SPLITS, empty=0.25, max_side=160)
+    config = folder_config(workdir / "photos")
+    run_snakemake(workdir, config, "photos", "partial")
+    run_snakemake(workdir, config, "photos", "--report", "results/photos-report.html")
     return workdir

@@ -1,13 +1,24 @@
-"""Score map -> boxes and IoU, against hand-computed values (METHOD.md section 3).
+"""Score map -> boxes and IoU, against hand-computed values (METHOD.md section 3), and the
+boxes stage that hands predicted boxes out in original pixels with their scores (docs/boxes.md).
 
 A blob covering columns c0..c1 and rows r0..r1 has boundingRect (c0, r0, c1 - c0 + 1, r1 - r0 + 1),
 so its box is (c0, r0, c1 + 1, r1 + 1): one past the last pixel, as in the benchmark.
 """
 
+from pathlib import Path
+
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+from conftest import FOLDER_SPLITS
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
+from rpsloc import paths
+from rpsloc.api import Localizer
 from rpsloc.boxes import (
     best_iou_per_threshold,
     box_iou,
@@ -15,7 +26,16 @@ from rpsloc.boxes import (
     trace_map,
     traced_best_ious,
 )
+from rpsloc.boxes.predicted import (
+    activation_map,
+    box_threshold,
+    foreground_regions,
+    otsu_threshold,
+)
 from rpsloc.errors import InputError
+from rpsloc.protocols import AUTHORS_THRESHOLDS, chosen_threshold
+from rpsloc.readers import MapsFile
+from rpsloc.scoremaps import score_map
 
 HALF = np.array([0.5])
 
@@ -281,3 +301,252 @@ def test_no_gt_box_is_rejected(square_blob):
 def test_a_gt_box_with_x1_before_x0_is_rejected(square_blob):
     with pytest.raises(InputError, match=r"found \[5, 0, 4, 3\]"):
         best_iou_per_threshold(square_blob, np.array([[5, 0, 4, 3]]), HALF, multi_contour=True)
+
+
+# ----------------------------------------------------------------------------- the boxes stage
+# Predicted boxes for the user (docs/boxes.md): every region above the threshold and the
+# minimum area, its score the mean activation over it, in the original image's pixels.
+
+
+@pytest.fixture
+def two_regions() -> np.ndarray:
+    """8 x 8 activation: a strong 2 x 2 blob (0.9), a weak 2 x 3 blob (0.5), one weak cell."""
+    activation = np.zeros((8, 8), dtype=np.float32)
+    activation[1:3, 1:3] = 0.9
+    activation[5:7, 4:7] = 0.5
+    activation[0, 7] = 0.3
+    return activation
+
+
+def test_every_region_above_the_minimum_area_is_a_box_ranked_by_its_score(two_regions):
+    # upsampled to 64 (align_corners: cell i at pixel 9 i): the weak cell keeps a few pixels
+    regions = foreground_regions(two_regions, 64, threshold=0.3, min_area=0.005)
+    assert len(regions.boxes) == 2
+    strong, weak = regions.boxes.tolist()
+    assert strong[0] <= 9 and strong[1] <= 9 and strong[2] >= 18 and strong[3] >= 18
+    assert weak[0] <= 36 and weak[1] <= 45 and weak[2] >= 54 and weak[3] >= 54
+    assert regions.scores[0] > regions.scores[1]
+
+
+def test_a_box_score_is_the_mean_activation_over_its_region(two_regions):
+    regions = foreground_regions(two_regions, 64, threshold=0.3, min_area=0.005)
+    tensor = torch.from_numpy(two_regions)[None, None]
+    upsampled = torch.nn.functional.interpolate(
+        tensor, size=(64, 64), mode="bilinear", align_corners=True
+    )[0, 0].numpy()
+    for index, score in enumerate(regions.scores, start=1):
+        assert score == pytest.approx(upsampled[regions.labels == index].mean(), abs=1e-6)
+
+
+def test_the_activation_behind_the_scores_is_the_map_before_normalisation(two_regions):
+    tensor = torch.from_numpy(two_regions)[None, None]
+    upsampled = torch.nn.functional.interpolate(
+        tensor, size=(64, 64), mode="bilinear", align_corners=True
+    )[0, 0].numpy()
+    rebuilt = activation_map(two_regions, score_map(two_regions, 64))
+    np.testing.assert_allclose(rebuilt, upsampled, atol=1e-6)
+
+
+def test_objectness_is_the_best_box_score_and_zero_without_a_box(two_regions):
+    regions = foreground_regions(two_regions, 64, threshold=0.3, min_area=0.005)
+    flat = foreground_regions(np.full((8, 8), 0.2, np.float32), 64, 0.3, 0.005)
+    assert regions.objectness == regions.scores[0]
+    assert (len(flat.boxes), flat.objectness) == (0, 0.0)
+
+
+def test_otsus_threshold_separates_a_two_level_split():
+    # 0.2 -> m = 51, 0.8 -> m = 204: every level 51..203 splits them equally well; the first.
+    score_maps = [np.where(np.arange(100).reshape(10, 10) < 30, 0.8, 0.2) for _ in range(3)]
+    tau = otsu_threshold(score_maps)
+    assert int(tau * 255) == 51
+
+
+def boxacc_table(protocol: str, peaks_at: float) -> pd.DataFrame:
+    """A metrics BoxAcc table of 100 images whose `protocol` rows peak (mean over IoUs) at
+    `peaks_at`."""
+    rows = []
+    for tau in (0.1, 0.2, 0.3, 0.4):
+        for iou in (30, 50, 70):
+            correct = round(90 - 100 * abs(tau - peaks_at) - iou / 10)
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "iou": iou,
+                    "threshold": tau,
+                    "box_acc": float(correct),
+                    "n_correct": correct,
+                    "n_images": 100,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_a_labelled_threshold_is_the_protocols_choice_in_the_metrics_table(tmp_path):
+    table = pd.concat([boxacc_table("benchmark", 0.2), boxacc_table("authors", 0.4)])
+    table.to_csv(tmp_path / "val.csv", index=False)
+    maps = MapsFile(tmp_path / "maps.h5", [], np.zeros(0), np.zeros((0, 2, 2)), {})
+    chosen = {
+        protocol: box_threshold(
+            {"rule": "labelled", "split": "val", "protocol": protocol, "interval": 0.01},
+            maps,
+            tmp_path / "val.csv",
+        )["value"]
+        for protocol in ("benchmark", "authors")
+    }
+    assert chosen == {"benchmark": 0.2, "authors": 0.4}
+
+
+def test_a_labelled_threshold_is_the_exact_float_of_the_grid_not_the_tables_rounding(tmp_path):
+    table = boxacc_table("benchmark", 0.3).replace({"threshold": {0.3: 0.35}})
+    table.to_csv(tmp_path / "val.csv", index=False)
+    maps = MapsFile(tmp_path / "maps.h5", [], np.zeros(0), np.zeros((0, 2, 2)), {})
+    rule = {"rule": "labelled", "split": "val", "protocol": "benchmark", "interval": 0.01}
+    value = box_threshold(rule, maps, tmp_path / "val.csv")["value"]
+    assert value == np.arange(0, 1, 0.01)[35] != 0.35
+
+
+def test_an_authors_labelled_threshold_is_the_exact_float_of_the_authors_grid(tmp_path):
+    boxacc_table("authors", 0.1).to_csv(tmp_path / "val.csv", index=False)
+    maps = MapsFile(tmp_path / "maps.h5", [], np.zeros(0), np.zeros((0, 2, 2)), {})
+    rule = {"rule": "labelled", "split": "val", "protocol": "authors", "interval": 0.01}
+    value = box_threshold(rule, maps, tmp_path / "val.csv")["value"]
+    assert value == AUTHORS_THRESHOLDS[9] != 0.1
+
+
+def test_a_tie_between_thresholds_goes_to_the_lowest():
+    table = boxacc_table("benchmark", 0.2)
+    table.loc[table["threshold"] == 0.3, "box_acc"] = table.loc[
+        table["threshold"] == 0.2, "box_acc"
+    ].values
+    assert chosen_threshold(table, "benchmark") == 0.2
+
+
+#: Images with one saturated rectangle (x0, y0, x1, y1) on grey, at several sizes and shapes.
+RECTANGLES = {
+    "wide.png": ((200, 120), (60, 30, 139, 89)),
+    "tall.png": ((90, 160), (20, 50, 69, 119)),
+    "square.png": ((150, 150), (40, 40, 99, 109)),
+}
+
+
+@pytest.fixture(scope="module")
+def rectangles(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("rectangles")
+    for name, ((width, height), (x0, y0, x1, y1)) in RECTANGLES.items():
+        pixels = np.full((height, width, 3), 128, dtype=np.uint8)
+        pixels[y0 : y1 + 1, x0 : x1 + 1] = (230, 30, 30)
+        Image.fromarray(pixels).save(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("crop_size", [None, 112], ids=["no-crop", "crop"])
+def test_predicted_boxes_in_original_pixels_equal_the_objects_within_a_feature_cell(
+    rectangles, tmp_path, crop_size
+):
+    localizer = Localizer(
+        {"arch": "fixture-colourfulness", "weights": "none"},
+        image_size=128,
+        crop_size=crop_size,
+        output_stride=16,
+        threshold=0.5,
+        device="cpu",
+        workdir=tmp_path,
+    )
+    prediction = localizer.fit(rectangles).predict(rectangles)
+    for name, ((width, height), truth) in RECTANGLES.items():
+        top = prediction.boxes[prediction.boxes["image_id"] == name].iloc[0]
+        cell = np.array([width, height, width, height]) * 16 / 128  # a cell in original pixels
+        found = top[["x0", "y0", "x1", "y1"]].to_numpy(dtype=float)
+        assert (np.abs(found - truth) <= cell).all(), (name, found.tolist(), truth)
+
+
+# ----------------------------------------------------------------------------- through the workflow
+
+
+def box_files(workdir: Path, dataset: str, split: str, variant: str = "rps") -> dict[str, Path]:
+    names = {"dataset": dataset, "backbone": "fixture", "variant": variant, "split": split}
+    return {
+        "boxes": workdir / paths.BOXES.format(**names),
+        "images": workdir / paths.BOXES_IMAGES.format(**names),
+        "coco": workdir / paths.BOXES_COCO.format(**names),
+        "table": workdir / paths.METRICS_TABLE.format(**names),
+    }
+
+
+@pytest.mark.workflow
+def test_the_coco_file_loads_in_pycocotools_and_its_ap50_agrees_with_box_acc_at_iou_50(
+    report_run,
+):
+    files = box_files(report_run, "tiny", "test")
+    truth = COCO(str(files["coco"]))
+    evaluation = COCOeval(truth, truth.loadRes(truth.dataset["detections"]), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    ap50 = 100 * evaluation.stats[1]
+    threshold = truth.dataset["info"]["threshold"]["value"]
+    table = pd.read_csv(files["table"])
+    rows = table[(table.protocol == "benchmark") & (table.iou == 50)]
+    box_acc = rows[np.isclose(rows.threshold, threshold)]["box_acc"].item()
+    assert len(truth.getImgIds()) == 6 and len(truth.getAnnIds()) >= 6
+    assert abs(ap50 - box_acc) <= 100 / 6  # one image of six
+
+
+def truth_of(photos: Path) -> pd.DataFrame:
+    """Per photo of `folder_run`, whether it shows an object (from its `dataset.csv`)."""
+    table = pd.read_csv(photos / "dataset.csv")
+    return table.groupby("image_path")["x0"].apply(lambda boxes: boxes.notna().any())
+
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counting one half (Mann-Whitney)."""
+    above = (positive[:, None] > negative[None, :]).mean()
+    return float(above + 0.5 * (positive[:, None] == negative[None, :]).mean())
+
+
+@pytest.mark.workflow
+def test_a_folder_without_metadata_is_localized_end_to_end_through_snakemake(folder_run):
+    files = box_files(folder_run, "photos", "everything")
+    boxes, images = pd.read_csv(files["boxes"]), pd.read_csv(files["images"])
+    coco = COCO(str(files["coco"]))
+    assert len(images) == sum(FOLDER_SPLITS.values())  # w* and boxes from the same photos
+    assert set(boxes["image_id"]) <= set(images["image_id"])
+    sized = boxes.merge(images, on="image_id")
+    assert ((sized.x1 < sized.width) & (sized.y1 < sized.height)).all()  # original pixels
+    assert len(coco.getImgIds()) == len(images) and coco.getAnnIds() == []
+    for figure in ("predictions", "objectness", "representer_values"):
+        assert (folder_run / paths.figure(figure).format(dataset="photos")).stat().st_size > 0
+
+
+@pytest.mark.workflow
+def test_a_split_without_ground_truth_has_a_summary_row_saying_so_and_no_metrics(folder_run):
+    summary = pd.read_csv(folder_run / paths.SUMMARY.format(dataset="photos"))
+    assert summary[["split", "ground_truth", "n_localized"]].values.tolist() == [
+        ["everything", "none", sum(FOLDER_SPLITS.values())]
+    ]
+    assert "max_box_acc_v2" not in summary.columns
+    assert not box_files(folder_run, "photos", "everything")["table"].exists()
+    assert not (folder_run / paths.figure("box_accuracy").format(dataset="photos")).exists()
+
+
+@pytest.mark.workflow
+def test_empty_images_score_lower_objectness_than_images_with_an_object(folder_run):
+    images = pd.read_csv(box_files(folder_run, "photos", "everything")["images"])
+    has_object = truth_of(folder_run / "photos").loc[images["image_id"]].to_numpy()
+    objectness = images["objectness"].to_numpy()
+    assert (~has_object).sum() == 5  # a quarter of 12 and of 8
+    assert roc_auc(objectness[has_object], objectness[~has_object]) == 1.0
+
+
+@pytest.mark.workflow
+def test_images_without_boxes_in_an_evaluated_split_are_listed_and_left_out_of_the_metrics(
+    folder_run,
+):
+    skipped = pd.read_csv(folder_run / paths.SKIPPED.format(dataset="partial"))
+    summary = pd.read_csv(folder_run / paths.SUMMARY.format(dataset="partial")).iloc[0]
+    images = pd.read_csv(box_files(folder_run, "partial", "photos")["images"])
+    empty = ["photos/0003.jpg", "photos/0007.jpg"]
+    assert skipped[skipped.split == "photos"]["image_id"].tolist() == empty
+    assert skipped["reason"].str.contains("no ground-truth box").all()
+    assert (summary["n_localized"], summary["n_images"], summary["n_skipped"]) == (8, 6, 2)
+    assert set(empty) <= set(images["image_id"])  # still localized

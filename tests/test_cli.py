@@ -1,9 +1,13 @@
-"""The `rpsloc` commands users inspect results with: `inspect`, `summary`, `show` and `synth`
-(`evaluate` and `weights check` have their own test modules)."""
+"""The `rpsloc` commands: `localize` (the front door: boxes for a folder of images), and those
+users inspect results with: `inspect`, `summary`, `show` and `synth` (`evaluate` and `weights
+check` have their own test modules)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,7 +17,7 @@ from PIL import Image
 
 from rpsloc.cli import main
 from rpsloc.io import atomic_h5
-from rpsloc.synthetic import generate_synthetic_dataset
+from rpsloc.synthetic import generate_synthetic_dataset, generate_synthetic_folder
 
 
 @pytest.fixture
@@ -126,3 +130,73 @@ def test_evaluate_scores_a_folder_of_score_maps_and_writes_the_json(tmp_path, ca
     assert main(["evaluate", *arguments, "--out", str(out)]) == 0
     assert json.loads(out.read_text())["max_box_acc_v2"] == pytest.approx(100.0)
     assert '"max_box_acc_v2": 100.0' in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- localize
+
+RPSLOC = Path(sys.executable).with_name("rpsloc")
+
+
+def localize_command(photos: Path, out: Path) -> list[str]:
+    """`rpsloc localize` as a user runs it: the installed command, no configuration file."""
+    backbone = ["--backbone", "fixture-colourfulness", "--checkpoint", "none"]
+    sizes = ["--image-size", "128", "--device", "cpu", "--overlays", "4"]
+    return [str(RPSLOC), "localize", str(photos), *backbone, *sizes, "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def localized(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A folder of 8 photos (2 empty), no metadata, localized once: w* from the folder itself."""
+    root = tmp_path_factory.mktemp("localize")
+    generate_synthetic_folder(root / "photos", {"photos": 8}, empty=0.25, max_side=160)
+    run = subprocess.run(
+        localize_command(root / "photos", root / "out"), capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return root, run
+
+
+@pytest.mark.workflow
+def test_localize_writes_the_boxes_csv_the_coco_file_and_the_figures(localized):
+    root, run = localized
+    written = dict(line.split(": ", 1) for line in run.stdout.strip().splitlines())
+    assert set(written) == {"boxes", "images", "coco", "predictions", "objectness"}
+    images = pd.read_csv(written["images"])
+    assert len(images) == 8 and (images["objectness"] >= 0).all()
+    assert set(pd.read_csv(written["boxes"]).columns) == {
+        "image_id",
+        "rank",
+        "x0",
+        "y0",
+        "x1",
+        "y1",
+        "score",
+    }
+    assert len(json.loads(Path(written["coco"]).read_text())["images"]) == 8
+    for figure in ("predictions", "objectness"):
+        with Image.open(written[figure]) as picture:
+            assert picture.format == "PNG"
+
+
+@pytest.mark.workflow
+def test_localize_run_again_after_an_interruption_reuses_what_was_finished(localized):
+    root, run = localized
+    written = dict(line.split(": ", 1) for line in run.stdout.strip().splitlines())
+    shards = sorted((root / "out").rglob("shard-*.h5"))
+    before = {shard: shard.stat().st_mtime_ns for shard in shards}
+    boxes = Path(written["boxes"]).read_bytes()
+    Path(written["boxes"]).unlink()  # as if killed before the boxes were written
+    again = subprocess.run(
+        localize_command(root / "photos", root / "out"), capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(shards) == 2  # train and predicted features
+    assert {shard: shard.stat().st_mtime_ns for shard in shards} == before
+    assert Path(written["boxes"]).read_bytes() == boxes
+
+
+def test_localize_refuses_an_output_folder_inside_the_images(tmp_path, capsys):
+    generate_synthetic_folder(tmp_path / "photos", {"photos": 1}, empty=0, max_side=64)
+    arguments = localize_command(tmp_path / "photos", tmp_path / "photos" / "out")[1:]
+    assert main(arguments) == 2
+    assert "inside the images folder" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import run_snakemake, tiny_config
 from layouts import (
+    CSV_HEADER,
     cub_dataset,
     make_aircraft,
     make_cars,
@@ -17,13 +18,15 @@ from layouts import (
     make_cub,
     make_dogs,
     make_own,
+    write_image,
+    write_text,
 )
 
 from rpsloc import paths
 from rpsloc.datasets.policy import read_skipped
 from rpsloc.datasets.records import ImageRecord, read_manifest, write_manifest
 from rpsloc.errors import InputError
-from rpsloc.manifest import write_split_manifest
+from rpsloc.manifest import build_split, write_split_manifest
 from rpsloc.synthetic import generate_synthetic_dataset
 
 # ----------------------------------------------------------------------------- manifest CSV
@@ -189,3 +192,31 @@ def test_a_clean_dataset_leaves_an_empty_skipped_table(manifests):
     assert (
         manifests / paths.MANIFEST_SKIPPED.format(dataset="cars", split="train")
     ).read_text() == ("image_id,file,line,reason\n")
+
+
+# ----------------------------------------------------------------------------- partial boxes
+
+
+@pytest.fixture
+def partly_boxed(tmp_path) -> dict:
+    """A bring-your-own CSV whose test split has a box for one of its two images."""
+    write_image(tmp_path / "a.jpg", (64, 48))
+    write_image(tmp_path / "b.jpg", (64, 48))
+    table = CSV_HEADER + "test,a.jpg,0,1,2,30,40\ntest,b.jpg,,,,,\n"
+    return {"adapter": "csv", "csv": str(write_text(tmp_path / "own.csv", table))}
+
+
+def test_an_evaluated_split_with_boxes_for_some_images_only_is_an_error_naming_one(partly_boxed):
+    with pytest.raises(InputError, match=r"image b.jpg has no ground-truth box or mask, while 1"):
+        build_split(partly_boxed, "test", evaluated=True)
+
+
+def test_under_skip_an_image_without_a_box_is_listed_and_still_localized(partly_boxed):
+    split = build_split({**partly_boxed, "on_bad_image": "skip"}, "test", evaluated=True)
+    assert [item.image_id for item in split.skipped] == ["b.jpg"]
+    assert "out of the metrics only (it is still localized)" in split.skipped[0].reason
+    assert [record.image_id for record in split.records] == ["a.jpg", "b.jpg"]
+
+
+def test_a_training_split_with_boxes_for_some_images_only_is_fine(partly_boxed):
+    assert len(build_split(partly_boxed, "test", evaluated=False).records) == 2

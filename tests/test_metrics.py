@@ -1,15 +1,22 @@
 """BoxAcc, MaxBoxAcc(V2), PxAP and pIoU (METHOD.md section 3), on hand-built maps and on the
-benchmark's own OpenImages masks."""
+benchmark's own OpenImages masks; a split with masks and no boxes, and one without any ground
+truth."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from rpsloc import paths
+from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import InputError
 from rpsloc.masks import benchmark_mask
+from rpsloc.metrics import evaluate_activations, evaluate_split
 from rpsloc.metrics.accumulators import BoxAccuracy, PixelPrecisionRecall
+from rpsloc.readers import BOX_ACCURACY_COLUMNS, read_maps
 
 BENCHMARK_THRESHOLDS = np.arange(0, 1, 0.01)
 
@@ -302,3 +309,41 @@ def test_pxap_and_piou_of_noisy_blurred_maps_match_a_direct_count(openimages_mas
     assert 50.0 < pxap < 100.0  # an imperfect but informative map
     assert pixels.pxap() == pytest.approx(pxap, abs=1e-9)
     assert pixels.piou() == pytest.approx(piou, abs=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits without boxes (the folder run's prediction split: maps, no ground truth)
+
+
+def prediction_split(folder_run: Path) -> dict[str, Path | list[Path]]:
+    names = {"dataset": "photos", "backbone": "fixture", "split": "everything"}
+    first = folder_run / paths.FEATURE_SHARD.format(**names, shard=0)
+    return {
+        "maps": folder_run / paths.MAPS.format(**names, variant="rps"),
+        "shards": sorted(first.parent.glob("shard-*.h5"), key=lambda p: int(p.stem[6:])),
+        "manifest": folder_run / paths.MANIFEST.format(dataset="photos", split="everything"),
+    }
+
+
+@pytest.mark.workflow
+def test_a_split_without_any_ground_truth_is_an_error_saying_it_has_no_metrics(folder_run):
+    split = prediction_split(folder_run)
+    with pytest.raises(InputError, match="no image of this split has ground truth"):
+        evaluate_split(split["maps"], split["shards"], split["manifest"])
+
+
+@pytest.mark.workflow
+def test_a_split_with_masks_and_no_boxes_has_pxap_and_no_box_acc_rows(folder_run, tmp_path):
+    split = prediction_split(folder_run)
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 4)).save(mask)
+    records = {
+        record.image_id: replace(record, mask_paths=(mask,))
+        for record in read_manifest(split["manifest"])
+    }
+    maps = read_maps(split["maps"])
+    table, summary = evaluate_activations(
+        maps.maps, maps.image_ids, split["shards"], records, image_size=128
+    )
+    assert table.empty and set(BOX_ACCURACY_COLUMNS) <= set(table.columns)
+    assert summary["n_images"] == 0 and 0 < summary["pxap"] <= 100

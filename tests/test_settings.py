@@ -23,6 +23,7 @@ LAYOUT_KEYS = {
     "openimages": {"root": "/o", "metadata": "/m"},
     "wsol": {"images": "/i", "metadata": "/m"},
     "csv": {"csv": "/own.csv"},
+    "folder": {"root": "/photos"},
     "cars": {"root": "/c"},
     "dogs": {"root": "/d"},
     "aircraft": {"root": "/a"},
@@ -86,6 +87,16 @@ def test_datasets_without_a_val_split_have_no_threshold_split():
 def test_values_set_in_the_config_win_over_the_defaults():
     settings = dataset("cub", eval_splits=("val", "x"), image_size=512, threshold_split="x")
     assert (settings.image_size, settings.crop_size, settings.threshold_split) == (512, 448, "x")
+
+
+def test_a_folder_of_photos_is_resized_to_224_without_a_crop():
+    settings = dataset("folder")
+    assert (settings.image_size, settings.crop_size) == (224, 224)
+    assert settings.output_strides == {"resnet50-random": 16}
+
+
+def test_crop_size_null_means_no_centre_crop():
+    assert dataset("cub", crop_size=None).crop_size == 480
 
 
 def test_every_adapter_has_protocol_defaults():
@@ -274,3 +285,39 @@ def test_there_is_an_example_config_for_every_real_dataset():
 def test_the_demo_config_resolves():
     settings = resolved(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert settings.pretrained == ("small-pretrained",)
+
+
+# ----------------------------------------------------------------------------- box thresholds
+
+
+def box_rule(threshold, labelled, threshold_split="val", split="test"):
+    config = dataset_config("cub", eval_splits=("val", "test"), threshold_split=threshold_split)
+    config["boxes"] = {"threshold": threshold}
+    settings = resolved(config)
+    return settings.boxes.threshold_rule(settings.datasets["d"], split, labelled)
+
+
+def test_an_auto_box_threshold_is_chosen_on_the_threshold_split_when_it_has_ground_truth():
+    rule = box_rule("auto", labelled=("val", "test"))
+    assert rule == {"rule": "labelled", "split": "val", "protocol": "benchmark", "interval": 0.01}
+
+
+def test_an_auto_box_threshold_without_ground_truth_is_otsus():
+    assert box_rule("auto", labelled=()) == {"rule": "otsu"}
+
+
+def test_a_labelled_box_threshold_without_ground_truth_is_an_error_naming_the_key():
+    with pytest.raises(InputError, match=r"boxes.threshold is 'labelled', but split 'val'"):
+        box_rule("labelled", labelled=("test",))
+
+
+def test_a_fixed_box_threshold_is_used_as_it_is():
+    assert box_rule(0.35, labelled=("val",)) == {"rule": "fixed", "value": 0.35}
+
+
+@pytest.mark.parametrize(("variants", "expected"), [("method", ("rps",)), ("all", ("caam", "rps"))])
+def test_a_dataset_target_writes_the_boxes_of_the_method_or_of_every_variant(variants, expected):
+    config = dataset_config("cub", variants=["caam", "rps"])
+    config["boxes"] = {"variants": variants}
+    settings = resolved(config)
+    assert settings.boxes.variants_of(settings.datasets["d"]) == expected

@@ -53,7 +53,8 @@ def write_result(root: Path, split: str, max_box_acc_v2: float) -> None:
     ]
     pd.DataFrame(rows).to_csv(files.table, index=False)
     files.summary.write_text(json.dumps({"n_images": 10, "max_box_acc_v2": max_box_acc_v2}))
-    with atomic_h5(files.maps, {"backbone_arch": "resnet50", "backbone_weights": "random"}):
+    attrs = {"backbone_arch": "resnet50", "backbone_weights": "random", "n_images": 12}
+    with atomic_h5(files.maps, attrs):
         pass
 
 
@@ -111,22 +112,22 @@ def test_the_summary_is_written_with_four_decimals(results, tmp_path):
     last = (tmp_path / "summary.csv").read_text().splitlines()[-1]
     assert (
         last
-        == "d,b,resnet50,random,rps,test,10,0,65.0000,val,0.3000,70.0000,40.0000,10.0000,40.0000,"
-        "40.0000"
+        == "d,b,resnet50,random,rps,test,boxes,12,10,0,65.0000,val,0.3000,70.0000,40.0000,10.0000,"
+        "40.0000,40.0000"
     )
 
 
 def test_the_paper_table_has_a_row_per_backbone_and_variant(tmp_path):
     rows = [
-        ("cub", "moco", "rps", "test", 70.0),
-        ("cub", "moco", "caam", "test", 50.0),
-        ("cub", "moco", "rps", "val", 99.0),
-        ("ilsvrc", "moco", "rps", "test", 60.0),
+        ("cub", "moco", "rps", "test", "boxes", 70.0),
+        ("cub", "moco", "caam", "test", "boxes", 50.0),
+        ("cub", "moco", "rps", "val", "boxes", 99.0),
+        ("ilsvrc", "moco", "rps", "test", "boxes", 60.0),
     ]
     paths = []
     for dataset in ("cub", "ilsvrc"):
         path = tmp_path / f"{dataset}.csv"
-        lines = ["dataset,backbone,variant,split,max_box_acc_v2"]
+        lines = ["dataset,backbone,variant,split,ground_truth,max_box_acc_v2"]
         lines += [",".join(map(str, row)) for row in rows if row[0] == dataset]
         lines.sort(key=lambda line: "test" in line)
         path.write_text("\n".join(lines) + "\n")
@@ -140,3 +141,26 @@ def test_the_paper_table_has_a_row_per_backbone_and_variant(tmp_path):
     ]
     rps = table[table.variant == "rps"].iloc[0]
     assert (rps["cub MaxBoxAccV2"], rps["ilsvrc MaxBoxAccV2"]) == (70.0, 60.0)
+
+
+def test_a_split_without_ground_truth_has_a_row_saying_so_without_metrics(results, tmp_path):
+    files = result_files("d", "b", "rps", "photos", root=tmp_path)
+    attrs = {"backbone_arch": "resnet50", "backbone_weights": "random", "n_images": 30}
+    with atomic_h5(files.maps, attrs):
+        pass
+    table = summary_table("d", [*results, files], "val", labelled=("val", "test"))
+    row = table.iloc[-1]
+    assert (row["split"], row["ground_truth"], row["n_localized"]) == ("photos", "none", 30)
+    assert pd.isna(row["max_box_acc_v2"]) and pd.isna(row["n_images"])
+
+
+def test_the_paper_table_leaves_out_splits_without_ground_truth(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text(
+        "dataset,backbone,variant,split,ground_truth,max_box_acc_v2\n"
+        "own,moco,rps,test,boxes,70.0\nown,moco,rps,photos,none,\n"
+    )
+    table = paper_table([path])
+    assert table.to_dict("records") == [
+        {"backbone": "moco", "variant": "rps", "own MaxBoxAccV2": 70.0}
+    ]

@@ -13,9 +13,11 @@ from rpsloc.errors import InputError
 from rpsloc.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    boxes_from_crop,
     boxes_to_crop,
     center_crop_offset,
     load_rgb,
+    mask_from_crop,
     preprocess,
 )
 
@@ -189,3 +191,34 @@ def test_a_text_file_raises_input_error_naming_the_path(tmp_path):
 def test_a_missing_file_raises_input_error_naming_the_path(tmp_path):
     with pytest.raises(InputError, match="absent.png"):
         load_rgb(tmp_path / "absent.png")
+
+
+# ----------------------------------------------------------------------------- back to the image
+
+
+@pytest.mark.parametrize("crop", [448, 480], ids=["crop", "no-crop"])
+@pytest.mark.parametrize("size", [(240, 120), (96, 300), (500, 500)])
+def test_crop_boxes_go_back_to_the_original_within_a_resized_pixel(size, crop):
+    width, height = size
+    boxes = np.array([[30, 20, 80, 90], [40, 60, 60, 100]])
+    back = boxes_from_crop(boxes_to_crop(boxes, width, height, 480, crop), width, height, 480, crop)
+    assert (np.abs(back - boxes) <= np.ceil(max(width, height) / 480)).all()
+
+
+def test_a_crop_box_maps_back_with_the_offset_and_the_scale():
+    # 240 x 120 resized to 480 (s_x = 2, s_y = 4), crop 448 (o = 16): x = (x' + 16) / 2,
+    # y = (y' + 16) / 4; (0, 0, 447, 447) -> (8, 4, 231.5 -> 232, 115.75 -> 116).
+    back = boxes_from_crop(np.array([[0, 0, 447, 447]]), 240, 120, 480, 448)
+    assert back.tolist() == [[8, 4, 232, 116]]
+
+
+def test_boxes_never_leave_the_original_image():
+    back = boxes_from_crop(np.array([[0, 0, 479, 479]]), 100, 50, 480, 480)
+    assert back.tolist() == [[0, 0, 99, 49]]
+
+
+def test_a_crop_mask_goes_back_to_the_original_size_with_the_cut_margin_as_background():
+    crop_mask = np.ones((4, 4), dtype=bool)  # the whole 4 x 4 crop of an 8 x 8 resize
+    mask = mask_from_crop(crop_mask, width=16, height=8, size=8)
+    assert mask.shape == (8, 16)
+    assert mask[2:6, 4:12].all() and mask.sum() == 4 * 8

@@ -1,6 +1,6 @@
-"""The `rpsloc` command: generate the synthetic set, inspect stage outputs, evaluate anyone's
-score maps with the benchmark's protocol, check a checkpoint before a long run, print a
-summary and draw one image's results."""
+"""The `rpsloc` command: localize a folder of images, generate the synthetic set, inspect
+stage outputs, evaluate anyone's score maps with the benchmark's protocol, check a checkpoint
+before a long run, print a summary and draw one image's results."""
 
 from __future__ import annotations
 
@@ -93,6 +93,44 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--split", default=None, help="default: the split listing the image")
     show.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG files")
     show.set_defaults(run=_show)
+
+    localize = commands.add_parser(
+        "localize",
+        help="predicted boxes for a folder of images: CSV, COCO file and overlays, no config",
+        description="Compute w* from the training images (default: IMAGES itself, no labels "
+        "needed), then write every image's predicted boxes in its original pixels with their "
+        "scores (docs/boxes.md). Running it again reuses what a previous run finished.",
+    )
+    localize.add_argument("images", type=Path, help="folder of images (recursive; any format)")
+    localize.add_argument("--backbone", required=True, help="architecture, e.g. resnet50")
+    localize.add_argument(
+        "--checkpoint", required=True, help="the backbone's checkpoint file ('random', 'none')"
+    )
+    localize.add_argument("--format", default="auto", help="checkpoint format (default: detect)")
+    localize.add_argument(
+        "--train", type=Path, default=None, help="images for w* (default: IMAGES)"
+    )
+    localize.add_argument(
+        "--threshold",
+        type=_threshold,
+        default="auto",
+        help="otsu (no ground truth needed; what auto means here) or a number in [0, 1)",
+    )
+    localize.add_argument("--min-area", type=float, default=0.005, help="smallest box kept")
+    localize.add_argument("--image-size", type=int, default=224)
+    localize.add_argument(
+        "--crop-size", type=int, default=None, help="centre crop (default: none, the whole image)"
+    )
+    localize.add_argument("--output-stride", type=int, default=16)
+    localize.add_argument(
+        "--train-image-size", type=int, default=224, help="training images for w* (no crop)"
+    )
+    localize.add_argument("--masks", action="store_true", help="also write binary mask PNGs")
+    localize.add_argument("--overlays", type=int, default=8, help="images in the figures")
+    localize.add_argument("--device", default="auto")
+    localize.add_argument("--batch-size", type=int, default=16)
+    localize.add_argument("--out", type=Path, required=True, help="output (and work) folder")
+    localize.set_defaults(run=_localize)
     return parser
 
 
@@ -202,6 +240,49 @@ def _show(arguments: argparse.Namespace) -> int:
     )
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _threshold(text: str) -> str | float:
+    """`auto`, `otsu` or a number (`--threshold`)."""
+    if text in ("auto", "otsu"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, otsu or a number, found {text!r}"
+        ) from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a threshold in [0, 1), found {value}")
+    return value
+
+
+def _localize(arguments: argparse.Namespace) -> int:
+    from rpsloc.api import localize_folder
+
+    written = localize_folder(
+        images=arguments.images,
+        train=arguments.train,
+        backbone={
+            "arch": arguments.backbone,
+            "weights": arguments.checkpoint,
+            "checkpoint_format": arguments.format,
+        },
+        out=arguments.out,
+        threshold=arguments.threshold,
+        min_area=arguments.min_area,
+        image_size=arguments.image_size,
+        crop_size=arguments.crop_size,
+        output_stride=arguments.output_stride,
+        train_image_size=arguments.train_image_size,
+        masks=arguments.masks,
+        overlays=arguments.overlays,
+        device=arguments.device,
+        batch_size=arguments.batch_size,
+    )
+    for name, path in written.items():
+        print(f"{name}: {path}")
     return 0
 
 

@@ -31,6 +31,11 @@ METRICS_SUMMARY = "results/{dataset}/{backbone}/{variant}/metrics/{split}.json"
 METRICS_IMAGES = "results/{dataset}/{backbone}/{variant}/metrics/{split}-images.csv"
 METRICS_CURVE = "results/{dataset}/{backbone}/{variant}/metrics/{split}-pr.csv"
 
+BOXES = "results/{dataset}/{backbone}/{variant}/boxes/{split}.csv"
+BOXES_IMAGES = "results/{dataset}/{backbone}/{variant}/boxes/{split}-images.csv"
+BOXES_COCO = "results/{dataset}/{backbone}/{variant}/boxes/{split}.coco.json"
+BOX_MASKS = "results/{dataset}/{backbone}/{variant}/boxes/{split}-masks"
+
 TRAINING_RANKING = "results/{dataset}/{backbone}/explanations/training_images.csv"
 EXPLANATIONS = "results/{dataset}/{backbone}/explanations/{split}.h5"
 SELECTION_CURVE = "results/{dataset}/{backbone}/explanations/selection-{split}.csv"

@@ -13,7 +13,8 @@
   (`authors_protocol`).
 
 The metrics stage evaluates each split under every protocol; the summary applies the authors'
-cross-split threshold choice to the metrics tables.
+cross-split threshold choice to the metrics tables, and the boxes stage makes the same choice
+(`chosen_threshold`, under either protocol) for the boxes it hands out (docs/boxes.md).
 """
 
 from __future__ import annotations
@@ -58,6 +59,35 @@ def thresholds(interval: float) -> np.ndarray:
     return np.arange(0, 1, interval)
 
 
+def protocol_thresholds(protocol: str, interval: float) -> np.ndarray:
+    """The exact floats of a protocol's threshold grid, as its evaluation cut the maps."""
+    (found,) = [entry for entry in PROTOCOLS if entry.name == protocol]
+    return found.thresholds(interval)
+
+
+def on_grid(threshold: float, grid: np.ndarray) -> float:
+    """The grid's exact float that a BoxAcc table's rounded `threshold` stands for: a map cut
+    again at the rounded value can give another `int(tau * peak)` (METHOD.md section 3)."""
+    position = int(np.argmin(np.abs(grid - threshold)))
+    if abs(grid[position] - threshold) > 1e-6:
+        raise InputError(
+            f"threshold {threshold} is not on the threshold grid {grid[0]}..{grid[-1]} "
+            f"({len(grid)} values): the BoxAcc table comes from another cam_curve_interval"
+        )
+    return float(grid[position])
+
+
+def chosen_threshold(table: pd.DataFrame, protocol: str) -> float:
+    """A protocol's threshold choice on a labelled split: the threshold of `table` (a metrics
+    BoxAcc table) maximising the mean BoxAcc over the IoUs of `protocol`'s rows; ties go to
+    the lowest threshold. With `authors` it is the authors' choice on their threshold split, in
+    their arithmetic (`_authors_accuracy`), as `authors_protocol` makes it."""
+    rows = _protocol_rows(table, protocol)
+    if protocol == "authors":
+        return float(_authors_accuracy(rows)["mean"].idxmax())
+    return float(rows.groupby("threshold")["box_acc"].mean().idxmax())
+
+
 def authors_protocol(
     table: pd.DataFrame, threshold_table: pd.DataFrame | None = None
 ) -> dict[str, float]:
@@ -70,8 +100,8 @@ def authors_protocol(
     itself: each IoU's best BoxAcc, the best mean, the best Top-1 and Top-5, each maximised
     separately over the thresholds. The arithmetic is the authors' (`_authors_accuracy`), so
     ties between thresholds break the same way."""
-    rows = _authors_rows(table)
-    chooser = rows if threshold_table is None else _authors_rows(threshold_table)
+    rows = _protocol_rows(table, "authors")
+    chooser = rows if threshold_table is None else _protocol_rows(threshold_table, "authors")
     chosen_accuracy = _authors_accuracy(chooser)
     threshold = float(chosen_accuracy["mean"].idxmax())
     accuracy = _authors_accuracy(rows)
@@ -119,8 +149,8 @@ def _closest(index: pd.Index, threshold: float) -> float:
     return matches[0]
 
 
-def _authors_rows(table: pd.DataFrame) -> pd.DataFrame:
-    rows = table[table["protocol"] == "authors"]
+def _protocol_rows(table: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    rows = table[table["protocol"] == protocol]
     if rows.empty:
-        raise InputError("metrics table has no 'authors' protocol rows")
+        raise InputError(f"metrics table has no {protocol!r} protocol rows")
     return rows

@@ -1,5 +1,6 @@
 """Readers of the stage files that more than one stage consumes: feature shards, representer
-files, a classifier's predictions, maps files and per-image IoUs (layout: docs/hdf5-layout.md).
+files, a classifier's predictions, maps files, per-image IoUs, BoxAcc tables and predicted boxes
+(layout: docs/hdf5-layout.md, docs/boxes.md).
 
 A stage reads another stage's output through this module, never by importing the stage that
 wrote it, so each stage module holds one idea and can be changed without touching its readers.
@@ -19,8 +20,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import InputError
-from rpsloc.io import open_h5, plain_attrs, read_csv, read_strings
+from rpsloc.io import open_h5, plain_attrs, read_csv, read_json, read_strings
 
 NORM_EPS = 1e-12
 """Guard of every feature norm: unit features are f / max(||f||, eps) (METHOD.md section 1)."""
@@ -326,3 +328,75 @@ def read_image_ious(path: str | Path) -> tuple[pd.DataFrame, float]:
     if images.empty:
         raise InputError(f"{path}: no image with ground-truth boxes, so no IoU to show")
     return images, float(images["threshold"].iloc[0])
+
+
+BOX_ACCURACY_COLUMNS = ("protocol", "iou", "threshold", "box_acc")
+
+
+def read_box_accuracy(path: str | Path) -> pd.DataFrame:
+    """A metrics stage's BoxAcc table (protocol, IoU, threshold, BoxAcc), from which a
+    labelled split's box threshold is chosen (`protocols.chosen_threshold`)."""
+    table = read_csv(path)
+    missing = [column for column in BOX_ACCURACY_COLUMNS if column not in table.columns]
+    if missing or table.empty:
+        raise InputError(
+            f"{path}: expected a BoxAcc table with the columns {list(BOX_ACCURACY_COLUMNS)} "
+            f"and rows, found columns {list(table.columns)} and {len(table)} rows"
+        )
+    return table
+
+
+@dataclass(frozen=True)
+class BoxThreshold:
+    """The threshold a boxes-stage split was cut at, by which rule (and on which labelled
+    split), and the smallest region it kept (a fraction of the map's pixels)."""
+
+    value: float
+    rule: str
+    split: str | None
+    min_area: float
+
+    @property
+    def label(self) -> str:
+        """E.g. `tau = 0.31 (labelled, val)`, how the figures name it."""
+        source = f", {self.split}" if self.split else ""
+        return f"tau = {self.value:.2f} ({self.rule}{source})"
+
+
+def read_box_threshold(path: str | Path) -> BoxThreshold:
+    """The threshold a boxes-stage COCO file records in its `info`."""
+    info = read_json(path).get("info", {})
+    try:
+        threshold = info["threshold"]
+        return BoxThreshold(
+            float(threshold["value"]),
+            threshold["rule"],
+            threshold.get("split"),
+            float(info["min_area"]),
+        )
+    except (KeyError, TypeError) as error:
+        raise InputError(f"{path}: no boxes-stage threshold in its 'info' ({error})") from error
+
+
+@dataclass(frozen=True)
+class PredictedBoxes:
+    """A boxes-stage split: its boxes (image_id, rank, x0, y0, x1, y1, score; original
+    pixels) and its images (image_id, width, height, n_boxes, objectness)."""
+
+    boxes: pd.DataFrame
+    images: pd.DataFrame
+
+    def of(self, image_id: str) -> pd.DataFrame:
+        """The boxes of one image, best first."""
+        return self.boxes[self.boxes["image_id"] == image_id].sort_values("rank")
+
+
+def read_predicted_boxes(boxes: str | Path, images: str | Path) -> PredictedBoxes:
+    """A boxes-stage split from its two CSV files."""
+    return PredictedBoxes(read_csv(boxes), read_csv(images))
+
+
+def manifest_has_ground_truth(path: str | Path) -> bool:
+    """Whether any image of a manifest has a ground-truth box or mask: a split without is a
+    prediction split (maps and boxes, no metrics; docs/boxes.md)."""
+    return any(len(record.boxes) or record.mask_paths for record in read_manifest(path))

@@ -11,7 +11,7 @@ settings; no other module interprets the raw configuration.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +34,15 @@ _IMAGENET = {
 }
 _FINE_GRAINED = {**_IMAGENET, "image_size": 480, "crop_size": 448, "output_stride": 32}
 _UNCROPPED = {**_IMAGENET, "image_size": 224}
+_PREDICTION = {**_UNCROPPED, "crop_size": None}
 
 #: Each adapter's evaluation defaults (METHOD.md section 1): resize, centre crop and backbone
 #: stride; fine-grained sets at 480/448/32, the rest at ImageNet's 256/224/16 (the synthetic
 #: set and CIFAR uncropped at 224). CUB and ImageNet choose the threshold on val, as the
 #: authors do; masks are resized bilinearly (CUB's soft segmentations) except OpenImages', which
-#: the authors resize nearest-neighbour (rpsloc.masks).
+#: the authors resize nearest-neighbour (rpsloc.masks). A folder of photos is resized to 224
+#: without a crop (`crop_size: None`), so the boxes stage sees the whole of every image
+#: (docs/boxes.md).
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "wsol": _IMAGENET,
     "synthetic": _UNCROPPED,
@@ -51,13 +54,14 @@ PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "aircraft": _FINE_GRAINED,
     **{kind: _UNCROPPED for kind in CIFAR},
     "csv": _IMAGENET,
+    "folder": _PREDICTION,
 }
 
 
 def adapter_defaults(adapter: str) -> dict[str, Any]:
-    """image_size, crop_size, output_stride, threshold_split (None: no default) and
-    mask_resize of an adapter: the protocol its dataset is evaluated with unless the
-    configuration says otherwise (METHOD.md sections 1 and 3)."""
+    """image_size, crop_size (None: no crop), output_stride, threshold_split (None: no
+    default) and mask_resize of an adapter: the protocol its dataset is evaluated with unless
+    the configuration says otherwise (METHOD.md sections 1 and 3)."""
     adapter_of({"adapter": adapter})
     return dict(PROTOCOL_DEFAULTS[adapter])
 
@@ -80,6 +84,58 @@ class EvaluationSettings:
     interval: float
     iou_thresholds: tuple[int, ...]
     overlay_images: int
+
+
+#: The box-threshold rules of `boxes.threshold` besides a number (docs/boxes.md).
+THRESHOLD_RULES = ("auto", "labelled", "otsu")
+
+
+@dataclass(frozen=True)
+class BoxSettings:
+    """`boxes:` how the boxes stage thresholds each map: the threshold rule (a rule name of
+    THRESHOLD_RULES or a fixed number), the protocol whose BoxAcc a labelled choice maximises,
+    the smallest box kept (a fraction of the map's pixels), whether masks are written, and
+    whose boxes a dataset's target writes (`method`: its pictured variant's; `all`), and the
+    metrics' threshold interval, whose grid a labelled threshold is one of."""
+
+    threshold: str | float
+    protocol: str
+    min_area: float
+    masks: bool
+    variants: str = "method"
+    interval: float = 0.01
+
+    def variants_of(self, dataset: DatasetSettings) -> tuple[str, ...]:
+        """The map variants of a dataset whose boxes its target writes."""
+        return dataset.variant_names if self.variants == "all" else (dataset.pictured_variant,)
+
+    def threshold_rule(
+        self, dataset: DatasetSettings, split: str, labelled: Collection[str]
+    ) -> dict[str, Any]:
+        """How the boxes of `split` get their threshold, as the boxes stage reads it:
+        `{"rule": "fixed", "value": t}`, `{"rule": "otsu"}` (no ground truth needed) or
+        `{"rule": "labelled", "split": s, "protocol": p, "interval": i}`, s being the dataset's
+        threshold split, else `split` itself, i the metrics' grid interval. `labelled` names the
+        splits with ground truth; `auto` is `labelled` when s is one of them, else `otsu`
+        (docs/boxes.md)."""
+        if not isinstance(self.threshold, str):
+            return {"rule": "fixed", "value": float(self.threshold)}
+        if self.threshold == "otsu":
+            return {"rule": "otsu"}
+        source = dataset.threshold_split or split
+        if source in labelled:
+            return {
+                "rule": "labelled",
+                "split": source,
+                "protocol": self.protocol,
+                "interval": self.interval,
+            }
+        if self.threshold == "labelled":
+            raise InputError(
+                f"config: boxes.threshold is 'labelled', but split {source!r} of dataset "
+                f"{dataset.name!r} has no ground truth to choose it on; set a number or 'otsu'"
+            )
+        return {"rule": "otsu"}
 
 
 @dataclass(frozen=True)
@@ -150,7 +206,7 @@ class DatasetSettings:
     eval_splits: tuple[str, ...]
     threshold_split: str | None
     image_size: int  # evaluated splits: resize, then centre crop (METHOD.md section 1)
-    crop_size: int
+    crop_size: int  # image_size when the configuration says `crop_size: null` (no crop)
     train_image_size: int  # the training split: the authors' 224 x 224, no crop, by default
     train_crop_size: int
     mask_resize: str  # how ground-truth masks are resized (rpsloc.masks.MASK_RESIZES)
@@ -205,6 +261,7 @@ class Settings:
     features: FeatureSettings
     evaluation: EvaluationSettings
     explanations: ExplanationSettings
+    boxes: BoxSettings
     pretrained: tuple[str, ...] = field(default=())  # backbones the pretrain stage trains
 
 
@@ -227,6 +284,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
     features = config.get("features", {})
     evaluation = config.get("evaluation", {})
     explanations = config.get("explanations", {})
+    boxes = config.get("boxes", {})
     return Settings(
         datasets=datasets,
         backbones=backbones,
@@ -248,6 +306,14 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             top_k=explanations.get("top_k", 5),
             selection_sizes=tuple(explanations.get("selection_sizes", ())),
             gallery_images=explanations.get("gallery_images", 4),
+        ),
+        boxes=BoxSettings(
+            threshold=boxes.get("threshold", "auto"),
+            protocol=boxes.get("protocol", "benchmark"),
+            min_area=boxes.get("min_area", 0.005),
+            masks=boxes.get("masks", False),
+            variants=boxes.get("variants", "method"),
+            interval=evaluation.get("cam_curve_interval", 0.01),
         ),
         pretrained=tuple(
             name for name, backbone in backbones.items() if backbone.weights.kind == "pretrain"
@@ -337,6 +403,8 @@ def _dataset(
     defaults = adapter_defaults(entry["adapter"])
     image_size = entry.get("image_size", defaults["image_size"])
     crop_size = entry.get("crop_size", defaults["crop_size"])
+    if crop_size is None:  # no centre crop: the whole resized image
+        crop_size = image_size
     if crop_size > image_size:
         raise InputError(
             f"config: {where}.crop_size ({crop_size}) is larger than image_size ({image_size})"

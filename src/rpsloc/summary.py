@@ -5,8 +5,9 @@ datasets (README "Metrics and protocols")."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,7 +23,9 @@ SUMMARY_COLUMNS = [
     "weights",
     "variant",
     "split",
-    "n_images",
+    "ground_truth",  # boxes, masks, boxes and masks, or none (a prediction split)
+    "n_localized",  # images with maps and predicted boxes
+    "n_images",  # images the metrics scored
     "n_skipped",
     "max_box_acc_v2",
     "max_box_acc_30",
@@ -53,21 +56,18 @@ def summary_table(
     results: Sequence[ResultFiles],
     threshold_split: str | None,
     skipped: Mapping[str, int] | None = None,
+    labelled: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """One row per result; the authors' threshold comes from `threshold_split` of the same
     backbone and variant (or from the split itself when there is none). `n_skipped` is the
-    number of images the split's manifest left out (`skipped`, per split; 0 when absent)."""
-    by_key = {(r.backbone, r.variant, r.split): r for r in results}
+    number of images the split's manifest left out (`skipped`, per split; 0 when absent).
+    Results on splits outside `labelled` (default: all are) have no ground truth: their rows
+    say so (`ground_truth` none) and hold counts only, no metrics."""
+    scored = [r for r in results if labelled is None or r.split in labelled]
+    by_key = {(r.backbone, r.variant, r.split): r for r in scored}
     rows = []
     for result in results:
-        headline = read_json(result.summary)
         attrs = read_attrs(result.maps)
-        chooser_split = (
-            threshold_split
-            if (result.backbone, result.variant, threshold_split) in by_key
-            else result.split
-        )
-        chooser = by_key[(result.backbone, result.variant, chooser_split)]
         row = {
             "dataset": dataset,
             "backbone": result.backbone,
@@ -75,17 +75,40 @@ def summary_table(
             "weights": attrs.get("backbone_weights", ""),
             "variant": result.variant,
             "split": result.split,
-            **headline,
+            "ground_truth": "none",
+            "n_localized": attrs.get("n_images", 0),
             "n_skipped": (skipped or {}).get(result.split, 0),
         }
-        if headline.get("n_images", 0):
-            row["authors_threshold_split"] = chooser_split
-            threshold_table = None if chooser is result else read_csv(chooser.table)
-            row.update(authors_protocol(read_csv(result.table), threshold_table))
+        if result in scored:
+            row.update(_metrics_row(result, by_key, threshold_split))
         rows.append(row)
     table = pd.DataFrame(rows)
     columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
     return table[columns]
+
+
+def _metrics_row(
+    result: ResultFiles,
+    by_key: Mapping[tuple[str, str, str], ResultFiles],
+    threshold_split: str | None,
+) -> dict[str, Any]:
+    """The headline numbers of a result with ground truth, and the authors' protocol's."""
+    headline = read_json(result.summary)
+    kinds = [
+        kind for kind, key in (("boxes", "max_box_acc_v2"), ("masks", "pxap")) if key in headline
+    ]
+    row = {**headline, "ground_truth": " and ".join(kinds)}
+    chooser_split = (
+        threshold_split
+        if (result.backbone, result.variant, threshold_split) in by_key
+        else result.split
+    )
+    chooser = by_key[(result.backbone, result.variant, chooser_split)]
+    if headline.get("n_images", 0):
+        row["authors_threshold_split"] = chooser_split
+        threshold_table = None if chooser is result else read_csv(chooser.table)
+        row.update(authors_protocol(read_csv(result.table), threshold_table))
+    return row
 
 
 def write_summary(
@@ -94,8 +117,9 @@ def write_summary(
     threshold_split: str | None,
     out: str | Path,
     skipped: Mapping[str, int] | None = None,
+    labelled: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    table = summary_table(dataset, results, threshold_split, skipped)
+    table = summary_table(dataset, results, threshold_split, skipped, labelled)
     write_csv_atomic(table, out, float_format="%.4f")
     return table
 
@@ -108,12 +132,16 @@ PAPER_METRICS = {
 
 
 def paper_table(summaries: Sequence[str | Path]) -> pd.DataFrame:
-    """Rows backbone x variant, columns dataset x metric, on each dataset's last split."""
+    """Rows backbone x variant, columns dataset x metric, on each dataset's last split with
+    ground truth (a dataset without any has no columns)."""
     frames = []
     for path in summaries:
         summary = read_csv(path)
-        last_split = summary["split"].iloc[-1]
-        frames.append(summary[summary["split"] == last_split])
+        summary = summary[summary["ground_truth"] != "none"]
+        if not summary.empty:
+            frames.append(summary[summary["split"] == summary["split"].iloc[-1]])
+    if not frames:
+        return pd.DataFrame(columns=["backbone", "variant"])
     rows = pd.concat(frames, ignore_index=True)
     metrics = [metric for metric in PAPER_METRICS if metric in rows.columns]
     table = rows.pivot_table(

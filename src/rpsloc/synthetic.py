@@ -123,18 +123,12 @@ def _write_split(
     style: str,
 ) -> None:
     ids, labels, size_lines, boxes, masks = [], [], [], [], []
-    split_key = zlib.crc32(split.encode("utf-8"))
     for index in range(count):
         label = index % n_classes
-        rng = np.random.default_rng([seed, split_key, index])
-        width, height = _scaled_size(sizes[rng.integers(len(sizes))], max_side)
-        image, instance_masks = render_image(rng, width, height, label, n_classes, style)
+        image, instance_masks = _render(split, index, n_classes, seed, max_side, sizes, style)
+        width, height = image.shape[1], image.shape[0]
         image_id = f"{split}/{label}/{index:04d}.jpg"
-        image_path = root / "images" / image_id
-        image_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(
-            image_path, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False
-        )
+        _save_jpeg(image, root / "images" / image_id)
         ids.append(image_id)
         labels.append(f"{image_id},{label}")
         size_lines.append(f"{image_id},{width},{height}")
@@ -160,6 +154,63 @@ def _write_split(
             temporary.write_text("\n".join(lines), encoding="utf-8")  # once they are there
 
 
+def _render(
+    split: str,
+    index: int,
+    n_classes: int,
+    seed: int,
+    max_side: int,
+    sizes: tuple[tuple[int, int], ...],
+    style: str,
+    empty: bool = False,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Image `index` of a split and its instance masks, from its own seeded generator."""
+    rng = np.random.default_rng([seed, zlib.crc32(split.encode("utf-8")), index])
+    width, height = _scaled_size(sizes[rng.integers(len(sizes))], max_side)
+    return render_image(rng, width, height, index % n_classes, n_classes, style, empty)
+
+
+def _save_jpeg(image: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(
+        path, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False
+    )
+
+
+def generate_synthetic_folder(
+    root: Path,
+    splits: Mapping[str, int],
+    empty: float = 0.25,
+    n_classes: int = 4,
+    seed: int = 0,
+    max_side: int = 320,
+    style: str = DEFAULT_STYLE,
+) -> None:
+    """A plain folder of synthetic photos, `<root>/<split>/<n>.jpg`, in which a fraction
+    `empty` of each split (spread evenly) shows the background only, and their ground truth as
+    a bring-your-own CSV, `<root>/dataset.csv` (docs/datasets.md): each object image's class
+    and tight boxes, empty fields for the empty ones. The `folder` adapter reads the images
+    alone (no labels, no boxes), the `csv` adapter reads them with their ground truth; the
+    objectness scores are measured on it (docs/boxes.md, "Scores")."""
+    if not 0 <= empty <= 1:
+        raise ValueError(f"expected a fraction of empty images in [0, 1], found {empty}")
+    root = Path(root)
+    lines = ["split,image_path,label,x0,y0,x1,y1"]
+    for split, count in splits.items():
+        for index in range(int(count)):
+            is_empty = int((index + 1) * empty) > int(index * empty)
+            image, instance_masks = _render(
+                split, index, n_classes, seed, max_side, CUB_IMAGE_SIZES, style, is_empty
+            )
+            name = f"{split}/{index:04d}.jpg"
+            _save_jpeg(image, root / name)
+            label = "" if is_empty else str(index % n_classes)
+            boxes = [",".join(map(str, mask_box(mask))) for mask in instance_masks]
+            lines += [f"{split},{name},{label},{box}" for box in boxes or [",,,"]]
+    with atomic_path(root / "dataset.csv") as temporary:
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _scaled_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     width, height = size
     scale = max_side / max(width, height)
@@ -180,11 +231,14 @@ def render_image(
     label: int,
     n_classes: int,
     style: str = DEFAULT_STYLE,
+    empty: bool = False,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One (height, width, 3) uint8 image in `style` (a key of STYLES) and its instance masks
-    (bool, non-overlapping)."""
+    (bool, non-overlapping); an `empty` image is the background alone, without masks."""
     look = STYLES[style]
     image = look.background(rng, width, height)
+    if empty:
+        return image, []
     n_objects = 2 if rng.random() < 0.25 else 1
     masks = _place_objects(rng, width, height, label, n_objects, look.areas)
     for mask in masks:

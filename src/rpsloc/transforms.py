@@ -1,5 +1,6 @@
 """Image and box preprocessing: RGB loading, resize + centre crop, boxes to crop coordinates
-(METHOD.md section 1, docs/architecture.md "Images"); masks are rpsloc.masks'."""
+(METHOD.md section 1, docs/architecture.md "Images"), and predicted boxes and masks back to the
+original image (docs/boxes.md); ground-truth masks are rpsloc.masks'."""
 
 from __future__ import annotations
 
@@ -96,10 +97,26 @@ def boxes_to_crop(boxes: np.ndarray, width: int, height: int, size: int, crop: i
     x1' = clip(round(x1 s_x - o), x0', crop-1); the same for y. Rounding is np.round (half to
     even).
     """
-    if width < 1 or height < 1:
-        raise ValueError(f"expected a positive image size, found width={width}, height={height}")
-    if crop < 1 or size < crop:
-        raise ValueError(f"expected 1 <= crop <= size, found size={size}, crop={crop}")
+    return _moved_boxes(boxes, width, height, size, crop, to_crop=True)
+
+
+def boxes_from_crop(boxes: np.ndarray, width: int, height: int, size: int, crop: int) -> np.ndarray:
+    """Boxes (k, 4) `x0, y0, x1, y1` in crop pixels -> original pixels, int64: the inverse of
+    `boxes_to_crop` (METHOD.md section 1), for predicted boxes (docs/boxes.md).
+
+    x = clip(round((x' + o) / s_x), 0, width - 1) with s_x = size/width, o = (size - crop)/2,
+    and x1 >= x0; the same for y. With crop = size (no crop) o = 0 and the crop is the whole
+    image; otherwise a box reaches at most the crop's edge, never the margin it cut off.
+    """
+    return _moved_boxes(boxes, width, height, size, crop, to_crop=False)
+
+
+def _moved_boxes(
+    boxes: np.ndarray, width: int, height: int, size: int, crop: int, to_crop: bool
+) -> np.ndarray:
+    """The geometry of both directions: scale by size/width (size/height), shift by the
+    offset, round half to even, clip into the target image with x1 >= x0 and y1 >= y0."""
+    _check_geometry(width, height, size, crop)
     array = np.asarray(boxes, dtype=np.float64)
     if array.size == 0:
         return np.zeros((0, 4), dtype=np.int64)
@@ -107,12 +124,35 @@ def boxes_to_crop(boxes: np.ndarray, width: int, height: int, size: int, crop: i
         raise ValueError(f"expected boxes of shape (k, 4), found {array.shape}")
     offset = (size - crop) / 2
     scale = np.array([size / width, size / height, size / width, size / height])
-    moved = np.round(array * scale - offset)
-    x0 = np.clip(moved[:, 0], 0, crop - 1)
-    y0 = np.clip(moved[:, 1], 0, crop - 1)
-    x1 = np.clip(moved[:, 2], x0, crop - 1)
-    y1 = np.clip(moved[:, 3], y0, crop - 1)
+    if to_crop:
+        moved, x_max, y_max = np.round(array * scale - offset), crop - 1, crop - 1
+    else:
+        moved, x_max, y_max = np.round((array + offset) / scale), width - 1, height - 1
+    x0 = np.clip(moved[:, 0], 0, x_max)
+    y0 = np.clip(moved[:, 1], 0, y_max)
+    x1 = np.clip(moved[:, 2], x0, x_max)
+    y1 = np.clip(moved[:, 3], y0, y_max)
     return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+def _check_geometry(width: int, height: int, size: int, crop: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"expected a positive image size, found width={width}, height={height}")
+    if crop < 1 or size < crop:
+        raise ValueError(f"expected 1 <= crop <= size, found size={size}, crop={crop}")
+
+
+def mask_from_crop(mask: np.ndarray, width: int, height: int, size: int) -> np.ndarray:
+    """A (crop, crop) bool mask -> the (height, width) bool mask of the original image: placed
+    at the centre crop's offset in the resized (size, size) image (the margin the crop cut off
+    is background) and resized nearest-neighbour to the original size (docs/boxes.md)."""
+    crop = len(mask)
+    _check_geometry(width, height, size, crop)
+    offset = center_crop_offset(size, crop)
+    resized = np.zeros((size, size), dtype=np.uint8)
+    resized[offset : offset + crop, offset : offset + crop] = np.asarray(mask, dtype=bool)
+    original = Image.fromarray(resized * 255).resize((width, height), Image.NEAREST)
+    return np.asarray(original) > 0
 
 
 class PreprocessedImages(torch.utils.data.Dataset):

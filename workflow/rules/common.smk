@@ -1,5 +1,7 @@
 # The configuration resolved once (rpsloc.settings), wildcard constraints and the input
 # functions of every stage. File names come from rpsloc.paths; no rule spells a path out.
+import functools
+import os
 import re
 from dataclasses import asdict
 
@@ -9,7 +11,7 @@ from rpsloc import paths
 from rpsloc.datasets.records import MANIFEST_COLUMNS
 from rpsloc.io import FORMAT_VERSION
 from rpsloc.datasets import source_files
-from rpsloc.readers import shard_count
+from rpsloc.readers import manifest_has_ground_truth, shard_count
 from rpsloc.settings import classifier_checkpoints, require_checkpoint_files, resolve_settings
 from rpsloc.variants import SELECTION_WILDCARD, WILDCARD, parse_selection, parse_variant
 
@@ -39,6 +41,7 @@ wildcard_constraints:
 FEATURES = asdict(SETTINGS.features)
 EVALUATION = asdict(SETTINGS.evaluation)
 EXPLANATIONS = asdict(SETTINGS.explanations)
+BOXES = asdict(SETTINGS.boxes)
 
 
 def get_dataset(wildcards):
@@ -192,17 +195,44 @@ def get_classifier_checkpoints(wildcards):
     return classifier_checkpoints(SETTINGS.classifiers[wildcards.classifier])
 
 
+# --------------------------------------------------------------------------- ground truth
+
+
+@functools.cache
+def _has_ground_truth(manifest, modified):
+    return manifest_has_ground_truth(manifest)
+
+
+def split_has_ground_truth(dataset, split):
+    """Whether any image of a split has a ground-truth box or mask, known once its manifest
+    exists (the manifest is a checkpoint). A split without is a prediction split: maps, boxes
+    and their figures, no metrics (docs/boxes.md)."""
+    manifest = checkpoints.manifest.get(dataset=dataset, split=split).output[0]
+    return _has_ground_truth(manifest, os.stat(manifest).st_mtime_ns)
+
+
+def labelled_splits(dataset):
+    """The evaluated splits of a dataset that have ground truth, in order."""
+    return [
+        split
+        for split in SETTINGS.datasets[dataset].eval_splits
+        if split_has_ground_truth(dataset, split)
+    ]
+
+
 # --------------------------------------------------------------------------- results
 
 
-def dataset_results(dataset):
-    """Every (backbone, variant, evaluated split) of a dataset with the files it leaves."""
+def dataset_results(dataset, labelled_only=True):
+    """Every (backbone, variant, evaluated split) of a dataset with the files it leaves; only
+    the splits with ground truth (which have metrics) unless `labelled_only` is False."""
     settings = SETTINGS.datasets[dataset]
+    splits = labelled_splits(dataset) if labelled_only else settings.eval_splits
     return [
         paths.result_files(dataset, backbone, variant, split)
         for backbone in settings.backbones
         for variant in settings.variant_names
-        for split in settings.eval_splits
+        for split in splits
     ]
 
 
@@ -213,10 +243,44 @@ def headline_results(dataset):
 
 
 def get_summary_inputs(wildcards):
+    """Every result's maps, and the metrics of those with ground truth."""
     return [
-        str(path)
-        for result in dataset_results(wildcards.dataset)
-        for path in (result.maps, result.table, result.summary)
+        *(str(result.maps) for result in dataset_results(wildcards.dataset, False)),
+        *(
+            str(path)
+            for result in dataset_results(wildcards.dataset)
+            for path in (result.table, result.summary)
+        ),
+    ]
+
+
+def get_threshold_rule(wildcards):
+    """How the boxes of a result get their threshold (`BoxSettings.threshold_rule`)."""
+    dataset = get_dataset(wildcards)
+    return SETTINGS.boxes.threshold_rule(dataset, wildcards.split, labelled_splits(dataset.name))
+
+
+def get_threshold_table(wildcards):
+    """The BoxAcc table a labelled threshold is read from: the metrics of the same backbone
+    and variant on the rule's split; nothing for the other rules."""
+    choice = get_threshold_rule(wildcards)
+    if choice["rule"] != "labelled":
+        return []
+    return paths.METRICS_TABLE.format(**{**wildcards, "split": choice["split"]})
+
+
+def box_outputs(dataset):
+    """The boxes of every backbone and evaluated split, of the method's maps (or of every
+    variant, `boxes: {variants: all}`), masks when configured."""
+    templates = [paths.BOXES, paths.BOXES_IMAGES, paths.BOXES_COCO]
+    if SETTINGS.boxes.masks:
+        templates.append(paths.BOX_MASKS)
+    variants = SETTINGS.boxes.variants_of(SETTINGS.datasets[dataset])
+    return [
+        template.format(dataset=dataset, backbone=r.backbone, variant=r.variant, split=r.split)
+        for r in dataset_results(dataset, labelled_only=False)
+        if r.variant in variants
+        for template in templates
     ]
 
 
@@ -270,6 +334,23 @@ def get_gallery_inputs(wildcards):
     }
 
 
+def get_prediction_inputs(wildcards):
+    """The pictured result's boxes, their images and COCO file, and the split's manifest."""
+    result = pictured_result(wildcards.dataset)
+    names = {
+        "dataset": wildcards.dataset,
+        "backbone": result.backbone,
+        "variant": result.variant,
+        "split": result.split,
+    }
+    return {
+        "boxes": paths.BOXES.format(**names),
+        "images": paths.BOXES_IMAGES.format(**names),
+        "coco": paths.BOXES_COCO.format(**names),
+        "manifest": paths.MANIFEST.format(dataset=wildcards.dataset, split=result.split),
+    }
+
+
 def get_representer_gallery_inputs(wildcards):
     """The gallery inputs with the split's explanations and the training manifest."""
     result = pictured_result(wildcards.dataset)
@@ -312,16 +393,25 @@ def get_all_summaries(wildcards):
 
 # --------------------------------------------------------------------------- targets
 
-#: The figures every evaluated dataset gets, and those of explained datasets.
+#: The figures every evaluated dataset gets, those of a headline split with ground truth, and
+#: those of explained datasets (the last two with ground truth only).
+PREDICTION_FIGURES = ("predictions", "objectness")
 FIGURES = ("box_accuracy", "overlays", "precision_recall", "best_and_worst")
-EXPLANATION_FIGURES = ("selection", "representer_values", "representer_gallery")
+EXPLANATION_FIGURES = ("representer_values",)
+LABELLED_EXPLANATION_FIGURES = ("selection", "representer_gallery")
+
+
+def figures(dataset, names):
+    return [paths.figure(name).format(dataset=dataset) for name in names]
 
 
 def explanation_outputs(dataset):
     settings = SETTINGS.datasets[dataset]
     if not (settings.explained and SETTINGS.explanations.enabled):
         return []
-    outputs = [paths.figure(name).format(dataset=dataset) for name in EXPLANATION_FIGURES]
+    outputs = figures(dataset, EXPLANATION_FIGURES)
+    if split_has_ground_truth(dataset, settings.headline_split):
+        outputs += figures(dataset, LABELLED_EXPLANATION_FIGURES)
     for backbone in settings.backbones:
         names = {"dataset": dataset, "backbone": backbone, "split": settings.headline_split}
         outputs += [paths.TRAINING_RANKING.format(**names), paths.EXPLANATIONS.format(**names)]
@@ -338,14 +428,18 @@ def pretraining_outputs(dataset):
 
 
 def dataset_outputs(dataset):
-    """What a dataset's target builds: its summary, figures and explanations, or, for a
-    dataset that only serves as a base for w* (no evaluated splits), its w*."""
+    """What a dataset's target builds: its summary, boxes, figures and explanations (the
+    metrics' figures where the headline split has ground truth), or, for a dataset that only
+    serves as a base for w* (no evaluated splits), its w*."""
     settings = SETTINGS.datasets[dataset]
     if not settings.eval_splits:
         return [representer_path(dataset, backbone) for backbone in settings.backbones]
+    labelled = split_has_ground_truth(dataset, settings.headline_split)
     return [
         paths.SUMMARY.format(dataset=dataset),
-        *(paths.figure(name).format(dataset=dataset) for name in FIGURES),
+        *box_outputs(dataset),
+        *figures(dataset, PREDICTION_FIGURES),
+        *(figures(dataset, FIGURES) if labelled else []),
         *explanation_outputs(dataset),
         *pretraining_outputs(dataset),
     ]
@@ -357,3 +451,14 @@ def dataset_numbers(dataset):
     if not SETTINGS.datasets[dataset].eval_splits:
         return dataset_outputs(dataset)
     return [paths.SUMMARY.format(dataset=dataset)]
+
+
+def dataset_target(dataset):
+    """The input function of a dataset's target rule (its outputs depend on its manifests)."""
+    return lambda wildcards: dataset_outputs(dataset)
+
+
+def get_every_output(wildcards):
+    """What the default target builds: every dataset's outputs and the cross-dataset table."""
+    outputs = [path for name in SETTINGS.datasets for path in dataset_outputs(name)]
+    return [*outputs, paths.TABLES_CSV]

@@ -186,3 +186,53 @@ rule pretrain_loss_figure:
         paths.benchmark_of(paths.PRETRAIN_LOSS_FIGURE)
     script:
         "../scripts/figures.py"
+
+
+rule predictions_figure:
+    """The first images of the headline split in their original pixels with their predicted
+    boxes and scores (and the ground truth where there is)."""
+    input:
+        unpack(get_prediction_inputs),
+    output:
+        report(
+            paths.figure("predictions"),
+            caption="../report/predictions.rst",
+            category="6. Predicted boxes",
+            subcategory="{dataset}",
+            labels={"figure": "first images"},
+        ),
+    params:
+        images=SETTINGS.evaluation.overlay_images,
+    conda:
+        "../envs/rpsloc.yaml"
+    log:
+        paths.log_of(paths.figure("predictions")),
+    benchmark:
+        paths.benchmark_of(paths.figure("predictions"))
+    script:
+        "../scripts/figures.py"
+
+
+rule objectness_figure:
+    """The images of the headline split with the highest and the lowest objectness, with their
+    predicted boxes and scores."""
+    input:
+        unpack(get_prediction_inputs),
+    output:
+        report(
+            paths.figure("objectness"),
+            caption="../report/objectness.rst",
+            category="6. Predicted boxes",
+            subcategory="{dataset}",
+            labels={"figure": "highest and lowest objectness"},
+        ),
+    params:
+        images=SETTINGS.evaluation.overlay_images,
+    conda:
+        "../envs/rpsloc.yaml"
+    log:
+        paths.log_of(paths.figure("objectness")),
+    benchmark:
+        paths.benchmark_of(paths.figure("objectness"))
+    script:
+        "../scripts/figures.py"

@@ -11,6 +11,7 @@ checkpoint manifest:
         dataset=lambda wildcards: get_dataset(wildcards).layout,
         columns=MANIFEST_COLUMNS,
         work_dir=lambda wildcards: f"{paths.RESULTS}/{wildcards.dataset}",
+        evaluated=lambda wildcards: wildcards.split in get_dataset(wildcards).eval_splits,
     conda:
         "../envs/rpsloc.yaml"
     log:

@@ -1,6 +1,7 @@
 rule summary:
-    """One row per backbone, variant and split, every number labelled with its protocol;
-    the images every split left out (`on_bad_image: skip`) gathered in skipped.csv."""
+    """One row per backbone, variant and split, every number labelled with its protocol (a
+    split without ground truth says so); the images every split left out
+    (`on_bad_image: skip`) gathered in skipped.csv."""
     input:
         get_summary_inputs,
         skipped=get_skipped_lists,
@@ -14,7 +15,8 @@ rule summary:
         ),
         skipped=paths.SKIPPED,
     params:
-        results=lambda wildcards: dataset_results(wildcards.dataset),
+        results=lambda wildcards: dataset_results(wildcards.dataset, labelled_only=False),
+        labelled=lambda wildcards: labelled_splits(wildcards.dataset),
         splits=lambda wildcards: get_dataset(wildcards).splits,
         threshold_split=lambda wildcards: get_dataset(wildcards).threshold_split,
     conda:

@@ -14,6 +14,18 @@ def galleries():
     return importlib.import_module("rpsloc.figures.galleries")
 
 
+def predicted(draw, count):
+    """A figure of the boxes stage's predictions (`galleries.plot_predictions`, ...)."""
+    draw(
+        boxes=snakemake.input.boxes,
+        images=snakemake.input.images,
+        coco=snakemake.input.coco,
+        manifest=snakemake.input.manifest,
+        out=snakemake.output[0],
+        count=count,
+    )
+
+
 FIGURES = {
     "box_accuracy_figure": lambda: curves().plot_box_accuracy(
         snakemake.params.results, snakemake.params.split, snakemake.output[0]
@@ -59,6 +71,10 @@ FIGURES = {
         out=snakemake.output[0],
         count=snakemake.params.images,
         per_side=snakemake.params.per_side,
+    ),
+    "predictions_figure": lambda: predicted(galleries().plot_predictions, snakemake.params.images),
+    "objectness_figure": lambda: predicted(
+        galleries().plot_objectness, max(1, (snakemake.params.images + 1) // 2)
     ),
 }
 

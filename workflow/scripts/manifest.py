@@ -10,4 +10,5 @@ with to_log(snakemake.log[0]):
         work_dir=snakemake.params.work_dir,
         name=snakemake.wildcards.dataset,
         root=snakemake.input.synthetic or None,
+        evaluated=snakemake.params.evaluated,
     )

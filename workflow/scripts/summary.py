@@ -13,6 +13,7 @@ def summary():
         threshold_split=snakemake.params.threshold_split,
         out=snakemake.output[0],
         skipped=skipped,
+        labelled=snakemake.params.labelled,
     )
 
 

@@ -4,8 +4,8 @@ This module is the registry: `ADAPTERS` maps each `adapter` key of the configura
 `Adapter` (its reader, configuration keys, splits and source files), so a new layout is one
 reader module and one table entry (each layout's evaluation defaults are the settings',
 `rpsloc.settings.PROTOCOL_DEFAULTS`). The readers live beside it: `records` (the manifest contract),
-`policy` (bad images), `wsol`, `voc`, `stanford`, `aircraft`, `cifar` and `table` (CSV); the
-manifest stage that runs them is `rpsloc.manifest`.
+`policy` (bad images), `wsol`, `voc`, `stanford`, `aircraft`, `cifar`, `table` (CSV) and `folder`
+(a folder of images, no metadata); the manifest stage that runs them is `rpsloc.manifest`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from rpsloc.datasets.aircraft import AIRCRAFT_SPLITS, aircraft_records
 from rpsloc.datasets.cifar import CIFAR, cifar_records
+from rpsloc.datasets.folder import folder_records
 from rpsloc.datasets.policy import ReadOptions, check_relative
 from rpsloc.datasets.records import ImageRecord
 from rpsloc.datasets.stanford import (
@@ -184,6 +185,13 @@ ADAPTERS: dict[str, Adapter] = {
         required=("csv",),
         optional=("root",),
         sources=lambda d, split: [_config_path(d, "csv")],
+    ),
+    "folder": Adapter(
+        read=lambda d, split, o: folder_records(
+            _config_path(d, "root"), d.get("folders", {}).get(split), o
+        ),
+        required=("root",),
+        optional=("folders",),
     ),
 }
 

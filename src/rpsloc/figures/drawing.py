@@ -1,6 +1,6 @@
 """What every figure shares: the Agg backend, the box colours, the overlay of a score map with
-predicted and ground-truth boxes, and atomic PNG writing with fixed metadata (so reruns write
-the same bytes)."""
+predicted and ground-truth boxes, an original image with its predicted boxes and scores, and
+atomic PNG writing with fixed metadata (so reruns write the same bytes)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from rpsloc.boxes import threshold_boxes  # noqa: E402
 from rpsloc.io import atomic_path  # noqa: E402
@@ -20,6 +22,7 @@ PREDICTED_COLOUR = "#e6194b"
 GROUND_TRUTH_COLOUR = "#3cb44b"
 SUPPORT_COLOUR = "#4363d8"
 OPPOSE_COLOUR = "#f58231"
+PICTURE_SIDE = 480  # pixels of the longer side an original image is drawn from
 
 
 def save_figure(figure, out: str | Path, tight: bool = True) -> None:
@@ -76,6 +79,40 @@ def draw_overlay(
             color="white",
             bbox={"facecolor": "black", "alpha": 0.65, "linewidth": 0, "pad": 1.5},
         )
+    axis.set_title(title, fontsize=7)
+    axis.axis("off")
+
+
+def draw_predictions(
+    axis,
+    picture: Image.Image,
+    boxes: pd.DataFrame,
+    gt_boxes: np.ndarray,
+    title: str,
+) -> None:
+    """One image in its original pixels (drawn from a copy at most PICTURE_SIDE pixels wide)
+    with its predicted boxes (x0..y1 inclusive, a `score` each) in PREDICTED_COLOUR, each
+    labelled with its score, and the ground truth in GROUND_TRUTH_COLOUR."""
+    width, height = picture.size
+    shown = picture.copy()
+    shown.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
+    axis.imshow(np.asarray(shown), extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+    for box in gt_boxes:
+        draw_box(axis, box, GROUND_TRUTH_COLOUR)
+    for row in boxes.itertuples():
+        draw_box(axis, (row.x0, row.y0, row.x1, row.y1), PREDICTED_COLOUR)
+        axis.text(
+            row.x0,
+            row.y0,
+            f"{row.score:.2f}",
+            ha="left",
+            va="bottom",
+            fontsize=7,
+            color="white",
+            bbox={"facecolor": PREDICTED_COLOUR, "alpha": 0.8, "linewidth": 0, "pad": 1},
+        )
+    axis.set_xlim(-0.5, width - 0.5)
+    axis.set_ylim(height - 0.5, -0.5)
     axis.set_title(title, fontsize=7)
     axis.axis("off")
 

@@ -1,6 +1,8 @@
 """Pictures of single results: the first images of a split, the best and the worst by IoU,
-training images with their representer values, and test images beside the training images that
-support and oppose their foreground most (METHOD.md sections 1 and 3)."""
+training images with their representer values, test images beside the training images that
+support and oppose their foreground most (METHOD.md sections 1 and 3), and the boxes stage's
+predictions in original pixels: the first images and those of highest and lowest objectness
+(docs/boxes.md)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,21 @@ from rpsloc.figures.drawing import (
     OPPOSE_COLOUR,
     SUPPORT_COLOUR,
     draw_overlay,
+    draw_predictions,
     plt,
     save_figure,
     save_with_box_legend,
     unnormalise,
 )
 from rpsloc.io import open_h5, read_json, read_strings
-from rpsloc.readers import iter_eval_shards, read_explanations, read_image_ious
+from rpsloc.readers import (
+    PredictedBoxes,
+    iter_eval_shards,
+    read_box_threshold,
+    read_explanations,
+    read_image_ious,
+    read_predicted_boxes,
+)
 from rpsloc.scoremaps import score_map
 from rpsloc.transforms import load_rgb, preprocess
 
@@ -267,3 +277,69 @@ def _label(maps: str | Path) -> str:
     with open_h5(maps) as handle:
         attrs = handle.attrs
         return f"{attrs['backbone']} / {attrs['variant']}, {attrs['split']}"
+
+
+def _prediction_panels(
+    axes: Sequence, image_ids: Sequence[str], predicted: PredictedBoxes, manifest: str | Path
+) -> None:
+    """Each image's predictions on its axis, titled with its id and objectness."""
+    records = _records(manifest, set(image_ids))
+    images = predicted.images
+    objectness = dict(zip(images["image_id"], images["objectness"], strict=True))
+    for axis, image_id in zip(axes, image_ids, strict=True):
+        record = records[image_id]
+        title = f"{image_id}\nobjectness {objectness[image_id]:.2f}"
+        draw_predictions(axis, load_rgb(record.path), predicted.of(image_id), record.boxes, title)
+
+
+def plot_predictions(
+    boxes: str | Path,
+    images: str | Path,
+    coco: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    count: int = 8,
+) -> None:
+    """The first `count` images of a split in their original pixels with their predicted
+    boxes and scores (red), the ground truth where there is (green), each image's
+    objectness in its title: what the boxes stage hands out (docs/boxes.md)."""
+    predicted = read_predicted_boxes(boxes, images)
+    shown = list(predicted.images["image_id"][: max(1, count)])
+    columns = min(len(shown), 4)
+    rows = int(np.ceil(len(shown) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    _prediction_panels(axes.flat[: len(shown)], shown, predicted, manifest)
+    figure.suptitle(
+        f"Predicted boxes (red, with scores)\nat {read_box_threshold(coco).label}", fontsize=9
+    )
+    save_with_box_legend(figure, out)
+
+
+def plot_objectness(
+    boxes: str | Path,
+    images: str | Path,
+    coco: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    count: int = 4,
+) -> None:
+    """Two rows: the `count` images of a split with the highest objectness and the `count`
+    with the lowest, with their predicted boxes and scores: where filtering images by
+    objectness would cut (docs/boxes.md, "Scores")."""
+    predicted = read_predicted_boxes(boxes, images)
+    order = predicted.images.sort_values("objectness", ascending=False, kind="stable")
+    count = max(1, min(count, (len(order) + 1) // 2))
+    highest = list(order["image_id"][:count])
+    lowest = list(order["image_id"][::-1][:count])
+    figure, axes = plt.subplots(2, count, figsize=(3 * count, 6.6), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    _prediction_panels(axes[0], highest, predicted, manifest)
+    _prediction_panels(axes[1][: len(lowest)], lowest, predicted, manifest)
+    figure.suptitle(
+        f"Highest (top) and lowest (bottom) objectness\nboxes at {read_box_threshold(coco).label}",
+        fontsize=9,
+    )
+    save_with_box_legend(figure, out)

@@ -6,6 +6,7 @@ with a classifier's predictions, Top-1 / Top-5 / GT-known Loc. The accumulators 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -31,6 +32,8 @@ from rpsloc.parallel import map_in_chunks
 from rpsloc.protocols import PROTOCOLS, thresholds
 from rpsloc.readers import iter_eval_shards, read_top5
 from rpsloc.scoremaps import score_map
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,18 @@ def evaluate_activations(
             position += 1
     if position != len(image_ids):
         raise InputError(f"{source}: holds {len(image_ids)} maps, the features {position} images")
+    if not boxed_ids and not with_masks:
+        raise InputError(
+            f"{source}: no image of this split has ground truth (boxes or masks), so it has no "
+            "metrics; its predictions are the boxes stage's (docs/boxes.md)"
+        )
+    if 0 < len(boxed_ids) < position:
+        LOGGER.warning(
+            "%s: %d of %d images have no ground-truth box and are left out of BoxAcc",
+            source,
+            position - len(boxed_ids),
+            position,
+        )
     evaluate_images = partial(
         _evaluate_images,
         interval=interval,
@@ -154,6 +169,7 @@ def evaluate_activations(
         ignore_index=True,
     )
     summary = _headline(accumulators, iou_thresholds)
+    summary["n_without_boxes"] = position - len(boxed_ids)
     if pixels is not None:
         summary["pxap"] = pixels.pxap()
         summary["piou"] = pixels.piou()

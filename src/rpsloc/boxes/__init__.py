@@ -1,4 +1,6 @@
-"""Score map -> boxes at each threshold, and box IoU, as the WSOL benchmark computes them.
+"""Score map -> boxes at each threshold, and box IoU, as the WSOL benchmark computes them; the
+boxes stage that hands predicted boxes to the user is `rpsloc.boxes.predicted` (its COCO file
+`rpsloc.boxes.coco`), built on the same steps.
 
 METHOD.md section 3 (Choe et al., CVPR 2020, `evaluation.py` of clovaai/wsolevaluation):
 
@@ -75,6 +77,33 @@ class TracedMap:
         )
 
 
+def score_image(score_map: np.ndarray) -> np.ndarray:
+    """Step 1's uint8 image `m = (s * 255).astype(uint8)` of a checked score map."""
+    return (check_score_map(score_map) * 255).astype(np.uint8)
+
+
+def threshold_level(threshold: float, peak: int) -> int:
+    """`int(tau * m.max())`: the pixels of `m` above it are foreground (step 1)."""
+    return int(float(threshold) * peak)
+
+
+def binary_image(image: np.ndarray, level: int) -> np.ndarray:
+    """THRESH_BINARY: uint8 1 where `image > level`, else 0 (a level < 0 keeps every pixel)."""
+    return cv2.threshold(image, float(level), 1, cv2.THRESH_BINARY)[1]
+
+
+def box_extents(
+    lower: np.ndarray, upper: np.ndarray, shape: tuple[int, int], clip: bool
+) -> np.ndarray:
+    """Step 4's boxes (k, 4) x0, y0, x1, y1 from each region's first pixel `lower` (k, 2) and
+    one past its last `upper` (k, 2): boundingRect's (x, y, x + w, y + h), clipped to
+    (W - 1, H - 1) when `clip`."""
+    if clip:
+        height, width = shape
+        upper = np.minimum(upper, [width - 1, height - 1])
+    return np.concatenate([lower, upper], axis=1).astype(np.int64)
+
+
 def trace_map(score_map: np.ndarray, thresholds: np.ndarray) -> TracedMap:
     """Threshold the uint8 map at each tau and trace the contours of each distinct result.
 
@@ -84,17 +113,16 @@ def trace_map(score_map: np.ndarray, thresholds: np.ndarray) -> TracedMap:
     float32 value in [0, 1] (checked exhaustively, docs/method.md).
     """
     thresholds = _as_thresholds(thresholds)
-    image = (check_score_map(score_map) * 255).astype(np.uint8)
+    image = score_image(score_map)
     peak = int(image.max())
-    levels = np.array([int(float(tau) * peak) for tau in thresholds])
+    levels = np.array([threshold_level(tau, peak) for tau in thresholds])
     counts_at_or_below = np.cumsum(np.bincount(image.ravel(), minlength=256))
     n_above = image.size - counts_at_or_below[np.clip(levels, 0, 255)]
     n_above[levels < 0] = image.size
     _, first, index = np.unique(n_above, return_index=True, return_inverse=True)
     contours = []
     for level in levels[first].tolist():
-        # THRESH_BINARY: 1 where image > level, as `image > level` (levels < 0 keep every pixel).
-        _, foreground = cv2.threshold(image, float(level), 1, cv2.THRESH_BINARY)
+        foreground = binary_image(image, level)
         contours.append(cv2.findContours(foreground, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0])
     return TracedMap(thresholds, index.reshape(-1), contours, image.shape)
 
@@ -120,13 +148,10 @@ def traced_boxes(
         point_starts = np.cumsum([0] + [len(c) for c in flat[:-1]])
         lower = np.minimum.reduceat(points, point_starts, axis=0)
         upper = np.maximum.reduceat(points, point_starts, axis=0) + 1
-        if clip_to_image:
-            height, width = traced.shape
-            upper = np.minimum(upper, [width - 1, height - 1])
         rows = np.repeat(starts, counts) + np.concatenate(
             [np.arange(count) for count in counts]
         ).astype(np.int64)
-        boxes[rows] = np.concatenate([lower, upper], axis=1)
+        boxes[rows] = box_extents(lower, upper, traced.shape, clip_to_image)
     return boxes, starts
 
 
