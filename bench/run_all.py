@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
 from _common import machine
 
 BENCH = Path(__file__).resolve().parent
@@ -35,7 +36,19 @@ START, END = "<!-- run_all.py: table start -->", "<!-- run_all.py: table end -->
 FIDELITY_COUNTS = ("100", "40", "160")
 
 
-def commands(arguments: argparse.Namespace) -> dict[str, list[str]]:
+def tiny_demo_config(folder: Path) -> Path:
+    """The demo configuration cut down for `--quick`: 16 images, the random small ResNet only
+    (no pretraining), the method's maps only."""
+    config = yaml.safe_load((BENCH.parent / "config" / "config.yaml").read_text())
+    demo = config["datasets"]["demo"]
+    demo["synthetic"]["splits"] = {"train": 8, "val": 4, "test": 4}
+    demo["backbones"], demo["variants"] = ["small-random"], ["rps"]
+    path = folder / "tiny-demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def commands(arguments: argparse.Namespace, folder: Path) -> dict[str, list[str]]:
     """Each benchmark's command line (without --json), full size or quick."""
     quick = arguments.quick
     if arguments.prepared and not quick:
@@ -53,7 +66,7 @@ def commands(arguments: argparse.Namespace) -> dict[str, list[str]]:
         ],
         "forward_efficiency": ["--images", "4", "--batch-size", "4"] if quick else [],
         "extraction_throughput": ["--images", "4", "--batch-size", "2"] if quick else [],
-        "demo_workflow": [],
+        "demo_workflow": ["--configfile", str(tiny_demo_config(folder))] if quick else [],
         "wsol_evaluator": [
             "--wsolevaluation",
             str(arguments.wsolevaluation),
@@ -106,7 +119,7 @@ def main() -> None:
     }
     rows, failed = [], []
     with tempfile.TemporaryDirectory(prefix="rpsloc-bench-") as name:
-        for script, extra in commands(arguments).items():
+        for script, extra in commands(arguments, Path(name)).items():
             if arguments.only and script not in arguments.only:
                 continue
             out = Path(name) / f"{script}.json"
