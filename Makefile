@@ -17,7 +17,9 @@ $(INSTALLED): requirements.txt pyproject.toml
 
 demo: $(INSTALLED)
 	$(BIN)/snakemake --cores $(CORES) demo
-	@echo "Results: results/demo/summary.csv and results/demo/figures/"
+	@echo "Done. The numbers: results/demo/summary.csv (print them: $(BIN)/rpsloc summary results/demo)"
+	@echo "The figures: results/demo/figures/; every job's log: logs/demo/"
+	@echo "A report of it all: make report (results/report.html)"
 
 numbers: $(INSTALLED)
 	$(BIN)/snakemake --cores $(CORES) demo_numbers

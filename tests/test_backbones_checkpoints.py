@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from rpsloc.backbones import build_backbone
-from rpsloc.backbones.checkpoints import check_checkpoint, load_checkpoint_state
+from rpsloc.backbones.checkpoints import check_checkpoint, load_checkpoint_state, read_checkpoint
 from rpsloc.backbones.resnet import resnet50
 from rpsloc.errors import CheckpointError, InputError
 
@@ -222,7 +223,8 @@ def test_check_checkpoint_reports_format_counts_and_hash(checkpoint):
 
 def test_every_ignored_module_is_listed_with_its_count(checkpoint):
     _, report = load_checkpoint_state(checkpoint("moco_v2"), "resnet50")
-    assert report.summary().endswith(
+    [line] = [line for line in report.summary().splitlines() if "entries ignored" in line]
+    assert line.endswith(
         "module.encoder_k.* (322), module.queue (1), module.queue_ptr (1), "
         "module.encoder_q.fc.* (4)"
     )
@@ -332,6 +334,102 @@ def test_legacy_pickle_that_needs_code_is_refused_and_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="needs arbitrary code"):
         build_backbone({"arch": "resnet50", "weights": str(path), "seed": 0}, 32)
     assert not marker.exists()
+
+
+def test_a_pickle_that_needs_code_names_the_global_it_asks_for(tmp_path):
+    path = save({"hook": CreatesMarker(tmp_path / "pwned")}, tmp_path / "malicious.pth")
+    with pytest.raises(CheckpointError, match=r"needs arbitrary code .*asks for io\.open"):
+        read_checkpoint(path, "resnet50")
+
+
+def test_random_bytes_are_not_a_pytorch_checkpoint_rather_than_unsafe(tmp_path):
+    path = tmp_path / "corrupt.pth"
+    path.write_bytes(bytes(range(1, 256)) * 40)
+    with pytest.raises(CheckpointError, match=r"corrupt.pth is not a PyTorch checkpoint") as err:
+        read_checkpoint(path, "resnet50")
+    assert "arbitrary code" not in str(err.value)
+
+
+def test_a_downloaded_error_page_is_named_as_such(tmp_path):
+    path = tmp_path / "moco.pth.tar"
+    path.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>")
+    with pytest.raises(CheckpointError, match=r"looks like HTML .*error page"):
+        read_checkpoint(path, "resnet50")
+
+
+def test_a_truncated_checkpoint_is_reported_as_truncated(checkpoint, tmp_path):
+    data = checkpoint("simsiam").read_bytes()
+    path = tmp_path / "cut.pth"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"cut.pth is truncated or damaged.* Copy it again"):
+        read_checkpoint(path, "resnet50")
+
+
+def test_a_truncated_legacy_checkpoint_is_damaged_rather_than_unsafe(checkpoint, tmp_path):
+    data = checkpoint("moco_v2").read_bytes()  # the legacy format, a pickle and raw storages
+    path = tmp_path / "cut.pth.tar"
+    path.write_bytes(data[:-1000])
+    with pytest.raises(CheckpointError, match=r"cut.pth.tar is damaged: torch.load could not"):
+        read_checkpoint(path, "resnet50")
+
+
+def test_an_empty_file_is_reported_as_empty(tmp_path):
+    (tmp_path / "empty.pth").touch()
+    with pytest.raises(CheckpointError, match=r"empty.pth is empty \(0 bytes\)"):
+        read_checkpoint(tmp_path / "empty.pth", "resnet50")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_weight_is_refused_naming_the_tensor(source, tmp_path, value):
+    state = dict(source) | {"layer2.1.conv2.weight": source["layer2.1.conv2.weight"].clone()}
+    state["layer2.1.conv2.weight"][0, 0, 0, 0] = value
+    path = save({"state_dict": prefixed(state, "module.encoder.")}, tmp_path / "diverged.pth")
+    nan, inf = (1, 0) if value != value else (0, 1)
+    message = rf"backbone tensor module.encoder.layer2.1.conv2.weight holds {nan} NaN and {inf} inf"
+    with pytest.raises(CheckpointError, match=message):
+        check_checkpoint(path, "resnet50")
+
+
+def test_a_checkpoint_over_the_size_limit_is_refused_before_it_is_unpickled(
+    checkpoint, monkeypatch
+):
+    def unpickled(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", unpickled)
+    with pytest.raises(CheckpointError, match=r"holds 94.5 MB uncompressed .* limit of 50.0 MB"):
+        load_checkpoint_state(checkpoint("simsiam"), "resnet50", max_bytes=50 * 10**6)
+
+
+def test_the_size_limit_counts_what_a_compressed_zip_entry_inflates_to(tmp_path):
+    path = tmp_path / "inflates.pth"
+    torch.save({"fc.weight": torch.zeros(1000, 1000)}, path)  # 4 MB of zeros
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info, data in entries:
+            archive.writestr(info.filename, data)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(CheckpointError, match=r"holds 4.0 MB uncompressed \(\d+.\d kB on disk\)"):
+        read_checkpoint(path, "resnet50", max_bytes=10**6)
+
+
+def test_the_backbone_config_sets_the_size_limit(checkpoint):
+    config = {"arch": "resnet50", "weights": str(checkpoint("simsiam")), "seed": 0}
+    with pytest.raises(CheckpointError, match=r"more than the limit of 1.0 MB"):
+        build_backbone({**config, "max_checkpoint_bytes": 10**6}, 32)
+
+
+def test_the_report_lists_every_ignored_entry_with_its_shape_and_size(checkpoint):
+    _, report = load_checkpoint_state(checkpoint("moco_v2"), "resnet50")
+    text = report.summary()
+    assert "module.queue: tensor [128, 32] float32, 16.4 kB (a head)" not in text
+    assert "module.queue: tensor [128, 32] float32, 16.4 kB (outside the prefix" in text
+    assert "module.encoder_q.fc.0.weight: tensor [16, 2048] float32, 131.1 kB (a head)" in text
+    assert all(f"    {key}: " in text for key in report.ignored_keys)
+    assert (
+        "not read (outside the container): epoch (int), arch (str), optimizer (dict of 2)" in text
+    )
 
 
 def test_missing_file_says_which_file_and_who_publishes_the_format(tmp_path):

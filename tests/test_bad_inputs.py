@@ -203,6 +203,26 @@ def test_a_box_outside_the_image_is_an_error_naming_the_file_and_line(tmp_path):
         build_manifest(dataset(tmp_path, images, {"a/2.png": "0,0,48,39"}), "test")
 
 
+def with_label(root: Path, label: int, **keys) -> dict:
+    """A two-image dataset whose second image has `label` (no num_classes bounds it)."""
+    config = dataset(root, {"a/1.png": colourful(), "a/2.png": colourful()}, **keys)
+    labels = Path(config["metadata"]) / "test/class_labels.txt"
+    labels.write_text(labels.read_text().replace("a/2.png,0", f"a/2.png,{label}"))
+    return config
+
+
+def test_a_label_too_large_for_int64_is_an_error_naming_the_file_and_line(tmp_path):
+    message = r"class_labels.txt, line 2: expected a label < 2147483648 .* found 2{63}"
+    with pytest.raises(InputError, match=message.replace("2{63}", str(2**63))):
+        build_manifest(with_label(tmp_path, 2**63), "test")
+
+
+def test_a_label_too_large_for_int64_is_skipped_with_its_reason_when_the_config_allows(tmp_path):
+    split = build_split(with_label(tmp_path, 2**63, on_bad_image="skip"), "test")
+    assert [r.image_id for r in split.records] == ["a/1.png"]
+    assert "class_labels.txt, line 2: expected a label < 2147483648" in split.skipped[0].reason
+
+
 def test_an_empty_split_is_an_error_naming_its_ids_file(tmp_path):
     keys = dataset(tmp_path, {})
     with pytest.raises(InputError, match=r"test/image_ids.txt: no image ids"):

@@ -50,6 +50,20 @@ def test_inspect_of_a_missing_file_exits_2_naming_it(tmp_path, capsys):
     assert "none.h5" in capsys.readouterr().err
 
 
+def test_inspect_of_a_file_that_is_not_hdf5_exits_2_saying_so(tmp_path, capsys):
+    (tmp_path / "summary.csv").write_text("backbone,variant\n")
+    assert main(["inspect", str(tmp_path / "summary.csv")]) == 2
+    assert "summary.csv: not an HDF5 file" in capsys.readouterr().err
+
+
+def test_inspect_of_a_truncated_file_exits_2_saying_it_was_cut_short(small_h5, capsys):
+    small_h5.write_bytes(small_h5.read_bytes()[:1500])
+    assert main(["inspect", str(small_h5)]) == 2
+    err = capsys.readouterr().err
+    assert "maps.h5: an HDF5 file that cannot be opened, most likely cut short" in err
+    assert "Traceback" not in err
+
+
 def test_synth_writes_the_requested_number_of_images_per_split(tmp_path, capsys):
     arguments = ["--train", "3", "--val", "2", "--test", "1", "--max-side", "64"]
     assert main(["synth", str(tmp_path / "synthetic"), *arguments]) == 0

@@ -54,6 +54,42 @@ def test_weights_check_exits_2_when_a_layer_is_missing(moco_checkpoint, tmp_path
     assert "1 missing: module.encoder_q.layer4.2.conv3.weight" in capsys.readouterr().err
 
 
+def test_weights_check_lists_every_ignored_entry_with_its_size(moco_checkpoint, capsys):
+    main(["weights", "check", "--backbone", "resnet50", "--checkpoint", str(moco_checkpoint)])
+    out = capsys.readouterr().out
+    assert "1 checkpoint entries ignored" in out
+    assert "module.encoder_q.fc.weight: tensor [128, 2048] float32, 1.0 MB (a head)" in out
+    assert "not read (outside the container): epoch (int), arch (str)" in out
+
+
+def test_weights_check_exits_2_for_a_checkpoint_over_the_size_limit(moco_checkpoint, capsys):
+    arguments = ["--backbone", "resnet50", "--checkpoint", str(moco_checkpoint)]
+    code = main(["weights", "check", *arguments, "--max-size-gb", "0.05"])
+    assert code == 2
+    assert "more than the limit of 50.0 MB, and was not loaded" in capsys.readouterr().err
+
+
+def test_weights_check_exits_2_for_a_nan_weight_naming_the_tensor(
+    moco_checkpoint, tmp_path, capsys
+):
+    checkpoint = torch.load(moco_checkpoint, weights_only=True)
+    checkpoint["state_dict"]["module.encoder_q.bn1.running_var"][3] = float("nan")
+    path = tmp_path / "diverged.pth.tar"
+    torch.save(checkpoint, path)
+    code = main(["weights", "check", "--backbone", "resnet50", "--checkpoint", str(path)])
+    assert code == 2
+    assert "tensor module.encoder_q.bn1.running_var holds 1 NaN" in capsys.readouterr().err
+
+
+def test_weights_check_exits_2_for_random_bytes_naming_them_corrupt(tmp_path, capsys):
+    path = tmp_path / "random.pth"
+    path.write_bytes(bytes(range(1, 256)) * 4)
+    code = main(["weights", "check", "--backbone", "resnet50", "--checkpoint", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "is not a PyTorch checkpoint" in err and "arbitrary code" not in err
+
+
 def test_weights_check_command_exits_non_zero_for_a_missing_file(tmp_path):
     absent = tmp_path / "absent.pth"
     command = [sys.executable, "-m", "rpsloc.cli", "weights", "check", "--backbone", "resnet50"]

@@ -35,11 +35,18 @@ def test_two_runs_draw_byte_identical_figures(reference_run, offline_run):
     assert_same_bytes(reference_run, offline_run, "*.png", 2)
 
 
+def listed(workdir: Path, name: str) -> list[str]:
+    """A manifest's rows with the run's folder replaced and without the fingerprints, which
+    hold each folder's own modification times."""
+    rows = (workdir / name).read_text().replace(str(workdir), "<run>").splitlines()
+    return [row.rsplit(",", 1)[0] if "fingerprints" in rows[0] else row for row in rows]
+
+
 def test_two_runs_list_the_same_images_in_their_manifests(reference_run, offline_run):
-    for name in relative_files(reference_run, "manifest/*.csv"):
-        a = (reference_run / name).read_text().replace(str(reference_run), "<run>")
-        b = (offline_run / name).read_text().replace(str(offline_run), "<run>")
-        assert a == b
+    names = relative_files(reference_run, "manifest/*.csv")
+    assert len(names) >= 2
+    for name in names:
+        assert listed(reference_run, name) == listed(offline_run, name)
 
 
 def datasets(handle: h5py.File) -> list[str]:

@@ -42,6 +42,7 @@ def _record(image_id: str = "a/1.jpg", boxes=((1, 2, 3, 4), (5, 6, 7, 8))) -> Im
         boxes=np.array(boxes, dtype=np.int64),
         mask_paths=(Path("/masks/a_0.png"), Path("/masks/a_1.png")),
         ignore_path=Path("/masks/a_ignore.png"),
+        fingerprints=("1200:17", "300:18", "310:19", "90:20"),
     )
 
 
@@ -64,11 +65,21 @@ def test_a_manifest_round_trips_every_field(tmp_path):
 def test_the_manifest_csv_has_the_documented_columns_and_formats(tmp_path):
     write_manifest([_record()], tmp_path / "m.csv")
     header, row = (tmp_path / "m.csv").read_text().splitlines()
-    assert header == "image_id,path,width,height,label,boxes,mask_paths,ignore_path,box_origin"
+    assert header == (
+        "image_id,path,width,height,label,boxes,mask_paths,ignore_path,box_origin,fingerprints"
+    )
     assert row == (
         "a/1.jpg,/data/a/1.jpg,40,30,3,1 2 3 4;5 6 7 8,/masks/a_0.png;/masks/a_1.png,"
-        "/masks/a_ignore.png,0"
+        "/masks/a_ignore.png,0,1200:17;300:18;310:19;90:20"
     )
+
+
+def test_a_manifest_row_with_a_fingerprint_missing_is_an_error_naming_the_line(tmp_path):
+    write_manifest([_record()], tmp_path / "m.csv")
+    text = (tmp_path / "m.csv").read_text().replace(";90:20", "")
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(InputError, match=r"m.csv, line 2: .*one fingerprint per file \(4\)"):
+        read_manifest(tmp_path / "m.csv")
 
 
 def test_a_one_based_annotation_keeps_its_origin_so_the_native_boxes_can_be_rebuilt(tmp_path):
@@ -84,6 +95,14 @@ def test_a_bad_manifest_row_is_an_error_naming_the_file_and_line(tmp_path):
     text = (tmp_path / "m.csv").read_text().replace("1 2 3 4;5 6 7 8", "1 2 3;5 6 7 8", 2)
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(InputError, match=r"m.csv, line 2: expected boxes"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_a_manifest_value_too_large_for_the_stage_files_is_an_error_naming_the_line(tmp_path):
+    write_manifest([_record(), _record("a/2.jpg")], tmp_path / "m.csv")
+    text = (tmp_path / "m.csv").read_text()
+    (tmp_path / "m.csv").write_text(text.replace(",40,30,3,", f",40,30,{2**63},", 1))
+    with pytest.raises(InputError, match=r"m.csv, line 2: expected label between -1 and 21"):
         read_manifest(tmp_path / "m.csv")
 
 

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import REPO, resolved, tiny_config
 
+from rpsloc.configfile import read_config
 from rpsloc.datasets import ADAPTERS
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.settings import PROTOCOL_DEFAULTS, adapter_defaults, require_checkpoint_files
@@ -215,6 +215,15 @@ def test_random_and_none_weights_name_no_checkpoint(weights):
     assert resolved(config).backbones["fixture"].checkpoint is None
 
 
+def test_the_checkpoint_size_limit_reaches_the_backbones_that_read_a_checkpoint():
+    config = tiny_config()
+    config["backbones"]["resnet50-random"]["weights"] = "/data/moco.pth.tar"
+    config["checkpoints"] = {"max_size_gb": 3.5}
+    backbones = resolved(config).backbones
+    assert backbones["resnet50-random"].model_config()["max_checkpoint_bytes"] == 3_500_000_000
+    assert "max_checkpoint_bytes" not in backbones["fixture"].model_config()  # a random init
+
+
 def test_a_missing_checkpoint_file_is_an_error_naming_its_key(tmp_path):
     config = tiny_config()
     config["backbones"]["resnet50-random"]["weights"] = str(tmp_path / "absent.pth")
@@ -257,6 +266,20 @@ def test_auto_workers_may_be_written_in_the_config():
     assert resolved(config).features.num_workers == "auto"
 
 
+def test_a_variant_listed_twice_is_an_error_naming_it():
+    with pytest.raises(
+        InputError, match=r"datasets.tiny.variants lists 'rps' twice \(entries 1 and 3"
+    ):
+        resolved(tiny_config(variants=["rps", "caam", "rps"]))
+
+
+def test_a_crop_of_one_feature_cell_is_an_error_naming_the_backbone_and_stride():
+    with pytest.raises(
+        InputError, match=r"crop_size 16 gives backbone fixture \(output stride 16\).* >= 32"
+    ):
+        resolved(tiny_config(image_size=16, crop_size=16))
+
+
 def test_a_transfer_from_an_unknown_dataset_is_an_error():
     with pytest.raises(InputError, match=r"base dataset 'elsewhere' is not a key of datasets"):
         resolved(tiny_config(variants=["rps-from-elsewhere"]))
@@ -269,19 +292,17 @@ EXAMPLES = sorted((REPO / "config" / "examples").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_config_passes_the_schema_and_the_config_checks(path: Path):
-    settings = resolved(yaml.safe_load(path.read_text()))
+    settings = resolved(read_config(path))
     assert {d.adapter for d in settings.datasets.values()} <= set(ADAPTERS)
 
 
 def test_there_is_an_example_config_for_every_real_dataset():
-    adapters = {
-        d["adapter"] for p in EXAMPLES for d in yaml.safe_load(p.read_text())["datasets"].values()
-    }
+    adapters = {d["adapter"] for p in EXAMPLES for d in read_config(p)["datasets"].values()}
     assert adapters == set(ADAPTERS) - {"wsol", "synthetic"}
 
 
 def test_the_demo_config_resolves():
-    settings = resolved(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    settings = resolved(read_config(REPO / "config" / "config.yaml"))
     assert settings.pretrained == ("small-pretrained",)
 
 

@@ -120,6 +120,21 @@ BAD_INPUTS = {
         "header",
         r"class_labels.txt, line 2: expected a label < 2 \(0-based\) for image a/2.jpg, found 2",
     ),
+    "label that is not an integer": (
+        _edit("class_labels.txt", "a/2.jpg,0", "a/2.jpg,0.5"),
+        "header",
+        r"class_labels.txt, line 2: expected integers in 'id,label', .*label: '0.5'",
+    ),
+    "box coordinate that is not an integer": (
+        _edit("localization.txt", "a/2.jpg,5,5,10,10", "a/2.jpg,5,5,1e9,10"),
+        "header",
+        r"localization.txt, line 2: expected integers in 'id,x0,y0,x1,y1', .*x1: '1e9'",
+    ),
+    "size too large for the stage files": (
+        _edit("image_sizes.txt", "a/2.jpg,50,20", "a/2.jpg,50,4294967296"),
+        "none",
+        r"image_sizes.txt, line 2: expected a size of at most 2147483647 pixels for a/2.jpg",
+    ),
     "id escaping the root": (
         lambda tiny: [
             _edit(name, "a/2.jpg", "../a/2.jpg")(tiny)

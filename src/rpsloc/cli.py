@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from rpsloc.errors import RpslocError
+from rpsloc.io import read_hdf5
 from rpsloc.synthetic import DEFAULT_STYLE, STYLES
 
 
@@ -77,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--backbone", required=True, help="architecture, e.g. resnet50")
     check.add_argument("--checkpoint", type=Path, required=True)
     check.add_argument("--format", default="auto", help="checkpoint format (default: detect)")
+    check.add_argument(
+        "--max-size-gb",
+        type=float,
+        default=None,
+        help="refuse a file holding more than this uncompressed (default: 2, as the workflow)",
+    )
     check.set_defaults(run=_weights_check)
 
     summary = commands.add_parser("summary", help="print a dataset's summary table")
@@ -156,9 +163,10 @@ def _inspect(arguments: argparse.Namespace) -> int:
 
 def describe_h5(path: Path, values: int = 4) -> str:
     """The tree of an HDF5 file: groups, datasets with shape and dtype, attributes, a few
-    values. Works on incomplete files too (it says so), since inspecting them is the point."""
+    values. Works on incomplete files too (it says so), since inspecting them is the point; a
+    file that is not HDF5 or is cut short is an error saying which."""
     lines = [str(path)]
-    with h5py.File(path, "r") as handle:
+    with read_hdf5(path) as handle:
         if not handle.attrs.get("complete", False):
             lines.append("  WARNING: no 'complete' mark: written by a run that did not finish")
         lines += _attribute_lines(handle.attrs, "  ")
@@ -209,9 +217,12 @@ def _evaluate(arguments: argparse.Namespace) -> int:
 
 
 def _weights_check(arguments: argparse.Namespace) -> int:
-    from rpsloc.backbones.checkpoints import check_checkpoint
+    from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, check_checkpoint
 
-    report = check_checkpoint(arguments.checkpoint, arguments.backbone, arguments.format)
+    limit = DEFAULT_MAX_BYTES if arguments.max_size_gb is None else arguments.max_size_gb * 1e9
+    report = check_checkpoint(
+        arguments.checkpoint, arguments.backbone, arguments.format, max_bytes=round(limit)
+    )
     print(report.summary())
     return 0
 

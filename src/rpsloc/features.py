@@ -35,6 +35,7 @@ from rpsloc.readers import (
     ImageStatistics,
     shard_count,
 )
+from rpsloc.tracking import shard_images_digest
 from rpsloc.transforms import PreprocessedImages, boxes_to_crop
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def extract_shard(
         "shard": shard,
         "shard_size": shard_size,
         "n_images": len(records),
+        "images_sha256": shard_images_digest(Path(manifest), shard, shard_size),  # tracking
         "image_size": image_size,
         "crop_size": crop_size,
         "output_stride": int(backbone.output_stride),

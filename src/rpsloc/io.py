@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from rpsloc.errors import IncompleteFileError
+from rpsloc.errors import IncompleteFileError, InputError
 
 COMPLETE = "complete"
 FORMAT_VERSION = 2
@@ -91,12 +91,31 @@ def _attribute_value(value: Any) -> Any:
     return value
 
 
+def read_hdf5(path: str | Path) -> h5py.File:
+    """Open any HDF5 file for reading; one that is not HDF5, or is cut short, is an error
+    naming it and saying which, instead of h5py's OSError."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: expected an HDF5 file here, found no file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        if not h5py.is_hdf5(path):
+            raise InputError(
+                f"{path}: not an HDF5 file (it does not start with the HDF5 signature)"
+            ) from error
+        raise IncompleteFileError(
+            f"{path}: an HDF5 file that cannot be opened, most likely cut short ({error}); "
+            "delete it and rerun the stage that wrote it"
+        ) from error
+
+
 def open_h5(path: str | Path) -> h5py.File:
     """Open a stage output for reading, refusing files a finished run did not write."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: expected a stage output here, found no file")
-    handle = h5py.File(path, "r")
+    handle = read_hdf5(path)
     if not handle.attrs.get(COMPLETE, False):
         handle.close()
         raise IncompleteFileError(

@@ -25,6 +25,7 @@ from rpsloc.datasets.policy import (
 )
 from rpsloc.datasets.records import ImageRecord, write_manifest
 from rpsloc.errors import InputError
+from rpsloc.tracking import with_fingerprints
 
 LOGGER = logging.getLogger(__name__)
 
@@ -120,17 +121,20 @@ def write_split_manifest(
     name: str | None = None,
     root: Path | str | None = None,
     evaluated: bool = False,
+    fingerprint: str = "stat",
 ) -> None:
-    """The manifest stage (METHOD.md section 2): the split's manifest CSV at `out` and its
-    skipped table at `out_skipped` (a header only when no image was skipped). `name` is the
-    dataset's name in messages; `root` replaces the dataset's root, for a dataset the workflow
-    generated (synthetic), so neither enters the settings that decide the manifest. An
-    `evaluated` split has ground truth for all its images or none (`report_unlabelled`)."""
+    """The manifest stage (METHOD.md section 2): the split's manifest CSV at `out`, with the
+    fingerprint of every image and mask file (`fingerprint`: `stat` or `content`,
+    rpsloc.tracking), and its skipped table at `out_skipped` (a header only when no image was
+    skipped). `name` is the dataset's name in messages; `root` replaces the dataset's root, for
+    a dataset the workflow generated (synthetic), so neither enters the settings that decide
+    the manifest. An `evaluated` split has ground truth for all its images or none
+    (`report_unlabelled`)."""
     settings = dict(dataset)
     if name is not None:
         settings["name"] = name
     if root is not None:
         settings["root"] = root
     manifest = build_split(settings, split, work_dir=work_dir, evaluated=evaluated)
-    write_manifest(manifest.records, Path(out))
+    write_manifest(with_fingerprints(manifest.records, fingerprint), Path(out))
     write_skipped(manifest.skipped, out_skipped)

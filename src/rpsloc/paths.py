@@ -16,6 +16,9 @@ RESULTS = "results"
 SYNTHETIC = "results/{dataset}/synthetic"
 MANIFEST = "results/{dataset}/manifest/{split}.csv"
 MANIFEST_SKIPPED = "results/{dataset}/manifest/{split}.skipped.csv"
+MANIFEST_CHANGES = "results/{dataset}/manifest/{split}.changes.csv"  # rpsloc.tracking
+
+CHECKPOINT_RECORD = "results/backbones/{backbone}/checkpoint.json"  # rpsloc.tracking
 
 PRETRAIN_CHECKPOINT = "results/pretrain/{backbone}/checkpoint.pth"
 PRETRAIN_LOSSES = "results/pretrain/{backbone}/loss.csv"

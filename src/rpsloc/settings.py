@@ -17,7 +17,7 @@ from typing import Any
 
 from rpsloc import paths
 from rpsloc.backbones import Weights, effective_output_stride, parse_weights
-from rpsloc.backbones.checkpoints import require_checkpoint_file
+from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, require_checkpoint_file
 from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
 from rpsloc.datasets import adapter_of, check_dataset, manifest_settings
 from rpsloc.datasets.cifar import CIFAR
@@ -162,6 +162,7 @@ class BackboneSettings:
     seed: int
     options: Mapping[str, Any]  # the arch's sizing keys (e.g. resnet_small's width, depth)
     pretrain: Mapping[str, Any] | None = None  # the `pretrain:` block, for `weights: pretrain`
+    max_checkpoint_bytes: int = DEFAULT_MAX_BYTES  # `checkpoints.max_size_gb`
 
     @property
     def checkpoint(self) -> str | None:
@@ -169,14 +170,17 @@ class BackboneSettings:
         return None if self.weights.path is None else str(self.weights.path)
 
     def model_config(self) -> dict[str, Any]:
-        """The entry as `rpsloc.backbones.build_backbone` reads it."""
+        """The entry as `rpsloc.backbones.build_backbone` reads it (with the size limit when
+        a checkpoint is read)."""
         weights = self.checkpoint or self.weights.kind
+        limit = {"max_checkpoint_bytes": self.max_checkpoint_bytes} if self.checkpoint else {}
         return {
             "arch": self.arch,
             "weights": weights,
             "checkpoint_format": self.checkpoint_format,
             "seed": self.seed,
             **self.options,
+            **limit,
         }
 
     def pretrain_settings(self, device: str) -> PretrainSettings:
@@ -215,6 +219,7 @@ class DatasetSettings:
     variants: tuple[Variant, ...]
     sampling_seed: int
     classifier: str | None
+    fingerprint: str = "stat"  # how the manifest tracks its files (rpsloc.tracking)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -268,8 +273,11 @@ class Settings:
 def resolve_settings(config: Mapping[str, Any]) -> Settings:
     """Typed settings of a schema-validated configuration; `InputError` naming the key of the
     first inconsistency. Whether the checkpoint files exist is `require_checkpoint_files`."""
+    max_checkpoint_bytes = round(
+        config.get("checkpoints", {}).get("max_size_gb", DEFAULT_MAX_BYTES / 1e9) * 1e9
+    )
     backbones = {
-        name: _backbone(name, entry, config["datasets"])
+        name: _backbone(name, entry, config["datasets"], max_checkpoint_bytes)
         for name, entry in config["backbones"].items()
     }
     classifiers = {
@@ -321,7 +329,9 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
     )
 
 
-def _backbone(name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any]) -> BackboneSettings:
+def _backbone(
+    name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any], max_checkpoint_bytes: int
+) -> BackboneSettings:
     where = f"config: backbones.{name}"
     weights = parse_weights(entry["weights"])
     block = entry.get("pretrain")
@@ -355,6 +365,7 @@ def _backbone(name: str, entry: Mapping[str, Any], datasets: Mapping[str, Any]) 
         seed=entry.get("seed", 0),
         options=options,
         pretrain=block,
+        max_checkpoint_bytes=max_checkpoint_bytes,
     )
 
 
@@ -448,6 +459,7 @@ def _dataset(
         backbone: _stride(where, backbones[backbone], requested_stride)
         for backbone in entry["backbones"]
     }
+    _check_variants_and_geometry(where, entry["variants"], crop_size, strides)
     return DatasetSettings(
         name=name,
         adapter=entry["adapter"],
@@ -466,7 +478,31 @@ def _dataset(
         variants=variants,
         sampling_seed=entry.get("sampling_seed", 0),
         classifier=classifier,
+        fingerprint=entry.get("fingerprint", "stat"),
     )
+
+
+def _check_variants_and_geometry(
+    where: str, variants: list[str], crop_size: int, strides: Mapping[str, int]
+) -> None:
+    """Each variant listed once (one summary row each), and a crop that spans at least two
+    feature cells across for every backbone: a one-cell map is constant, normalises to zeros
+    and finds no box, so it would score 0.0 instead of failing."""
+    first: dict[str, int] = {}
+    for position, variant in enumerate(variants, start=1):
+        if variant in first:
+            raise InputError(
+                f"config: {where}.variants lists {variant!r} twice (entries {first[variant]} "
+                f"and {position}); each variant is one row of the summary"
+            )
+        first[variant] = position
+    for backbone, stride in strides.items():
+        if crop_size < 2 * stride:
+            raise InputError(
+                f"config: {where}.crop_size {crop_size} gives backbone {backbone} (output "
+                f"stride {stride}) a feature map of one cell across, whose activation map is "
+                f"constant and finds no box; expected crop_size >= {2 * stride}"
+            )
 
 
 def _stride(where: str, backbone: BackboneSettings, requested: int) -> int:

@@ -4,7 +4,9 @@ import functools
 import os
 import re
 from dataclasses import asdict
+from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from rpsloc import paths
@@ -13,6 +15,13 @@ from rpsloc.io import FORMAT_VERSION
 from rpsloc.datasets import source_files
 from rpsloc.readers import manifest_has_ground_truth, shard_count
 from rpsloc.settings import classifier_checkpoints, require_checkpoint_files, resolve_settings
+from rpsloc.tracking import (
+    checkpoint_sha256,
+    create_change_record,
+    record_image_changes,
+    shard_images_digest,
+    stale_value,
+)
 from rpsloc.variants import SELECTION_WILDCARD, WILDCARD, parse_selection, parse_variant
 
 validate(config, "../schemas/config.schema.yaml")
@@ -111,15 +120,134 @@ def get_manifest(wildcards):
 
 def get_backbone_checkpoint(wildcards):
     """The checkpoint file a backbone loads (the pretrain stage's for `weights: pretrain`), or
-    nothing for a random init or a model without weights."""
-    return get_backbone(wildcards).checkpoint or []
+    nothing for a random init or a model without weights. A file of the user's is `ancient`:
+    its content is tracked by its SHA-256 (get_checkpoint_record), not its modification time."""
+    backbone = get_backbone(wildcards)
+    if backbone.weights.kind == "file":
+        return ancient(backbone.checkpoint)
+    return backbone.checkpoint or []
+
+
+# --------------------------------------------------------------------------- tracked inputs
+# What Snakemake's modification times miss (rpsloc.tracking, docs/reliability.md): images
+# replaced in place and checkpoints replaced with their modification time kept. Only the main
+# process compares and writes; a job's own process (on a cluster) takes the inputs as named.
+
+
+def _log_tracking(sentences):
+    for sentence in sentences:
+        _warn_once(f"rpsloc: {sentence}")
+
+
+@functools.cache
+def _warn_once(sentence):
+    """Input functions may run more than once per job; each finding is said once."""
+    logger.warning(sentence)
+
+
+@functools.cache
+def _image_changes(manifest, record, fingerprint, manifest_mtime_ns):
+    _log_tracking(record_image_changes(Path(manifest), Path(record), fingerprint))
+
+
+def pretrain_split(backbone):
+    """The (dataset, split) a `weights: pretrain` backbone is trained on."""
+    dataset = backbone.pretrain["dataset"]
+    return dataset, backbone.pretrain.get("split", SETTINGS.datasets[dataset].train_split)
+
+
+def manifest_splits():
+    """Every (dataset, split) whose manifest the configuration asks for: each dataset's
+    splits and those backbones are pretrained on."""
+    splits = {(name, split) for name, entry in SETTINGS.datasets.items() for split in entry.splits}
+    splits |= {pretrain_split(b) for b in SETTINGS.backbones.values() if b.pretrain}
+    return sorted(splits)
+
+
+if workflow.is_main_process:
+    for dataset_name, split_name in manifest_splits():
+        create_change_record(paths.MANIFEST_CHANGES.format(dataset=dataset_name, split=split_name))
+
+
+def get_manifest_changes(wildcards):
+    """The record of the split's image and mask files that changed since its manifest was
+    written; rewritten when one did, so the manifest is rebuilt."""
+    record = paths.MANIFEST_CHANGES.format(dataset=wildcards.dataset, split=wildcards.split)
+    manifest = Path(get_manifest(wildcards))
+    if workflow.is_main_process:
+        mtime_ns = manifest.stat().st_mtime_ns if manifest.exists() else None
+        _image_changes(str(manifest), record, get_dataset(wildcards).fingerprint, mtime_ns)
+    return record
+
+
+def _tracked(output, attribute, current, source, computed_from):
+    """`source` as an input of `output`: `ancient` while `output` records `attribute` =
+    `current`, else plain and newer than `output`, which is then recomputed (and says why)."""
+    if not workflow.is_main_process:
+        return source
+    recorded = stale_value(Path(output), attribute, current, Path(source))
+    if recorded is None:
+        return ancient(source)
+    _log_tracking([f"{output} was computed {computed_from(recorded)}: it is recomputed"])
+    return source
+
+
+def get_shard_manifest(wildcards):
+    """The manifest a feature shard is cut from, tracked by the digest of the shard's rows: a
+    rebuilt manifest reruns only the shards whose images, sizes, labels or boxes changed."""
+    manifest = get_manifest(wildcards)
+    if not Path(manifest).exists():
+        return manifest
+    shard = paths.FEATURE_SHARD.format(**dict(wildcards.items()))
+    digest = shard_images_digest(Path(manifest), int(wildcards.shard), SETTINGS.features.shard_size)
+    return _tracked(
+        shard,
+        "images_sha256",
+        digest,
+        manifest,
+        lambda recorded: "from other manifest rows: an image or mask file, a size, label or box "
+        "of the shard changed" if recorded else "before rpsloc recorded its manifest rows",
+    )
+
+
+@functools.cache
+def _checkpoint_sha256(backbone):
+    record = paths.CHECKPOINT_RECORD.format(backbone=backbone)
+    sha, sentences = checkpoint_sha256(Path(SETTINGS.backbones[backbone].checkpoint), Path(record))
+    _log_tracking(sentences)
+    return sha
+
+
+def checkpoint_record_of(template):
+    """The input function giving the outputs of `template` (feature shards, representers) the
+    record of their backbone checkpoint's SHA-256, tracked against the SHA-256 each output
+    records: a checkpoint replaced with its modification time kept reruns them, one copied
+    again with the same bytes does not. Nothing for backbones without a checkpoint file."""
+
+    def get_checkpoint_record(wildcards):
+        backbone = get_backbone(wildcards)
+        if backbone.weights.kind != "file":
+            return []
+        record = paths.CHECKPOINT_RECORD.format(backbone=backbone.name)
+        if not workflow.is_main_process:
+            return record
+        sha = _checkpoint_sha256(backbone.name)
+        return _tracked(
+            template.format(**dict(wildcards.items())),
+            "backbone_checkpoint_sha256",
+            sha,
+            record,
+            lambda recorded: f"with checkpoint sha256 {recorded[:16] or 'unknown'}..., but "
+            f"{backbone.checkpoint} now has {sha[:16]}...",
+        )
+
+    return get_checkpoint_record
 
 
 def get_pretrain_manifest(wildcards):
     """The manifest whose images a backbone is pretrained on (only their paths are read)."""
-    block = get_backbone(wildcards).pretrain
-    split = block.get("split", SETTINGS.datasets[block["dataset"]].train_split)
-    return paths.MANIFEST.format(dataset=block["dataset"], split=split)
+    dataset, split = pretrain_split(get_backbone(wildcards))
+    return paths.MANIFEST.format(dataset=dataset, split=split)
 
 
 def feature_shards(dataset, backbone, split):

@@ -1,8 +1,9 @@
 rule features:
     """Backbone features of one shard of one split (METHOD.md section 1)."""
     input:
-        manifest=get_manifest,
+        manifest=get_shard_manifest,
         checkpoint=get_backbone_checkpoint,
+        checkpoint_record=checkpoint_record_of(paths.FEATURE_SHARD),
     output:
         paths.FEATURE_SHARD,
     params:

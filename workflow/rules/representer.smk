@@ -3,6 +3,7 @@ rule representer:
     kept training image's representer vector and values (METHOD.md section 1)."""
     input:
         shards=get_train_shards,
+        checkpoint_record=checkpoint_record_of(paths.REPRESENTER),
         predictions=get_training_predictions,
     output:
         paths.REPRESENTER,

@@ -11,4 +11,5 @@ with to_log(snakemake.log[0]):
         name=snakemake.wildcards.dataset,
         root=snakemake.input.synthetic or None,
         evaluated=snakemake.params.evaluated,
+        fingerprint=snakemake.params.fingerprint,
     )

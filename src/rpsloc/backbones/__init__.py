@@ -255,8 +255,10 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
 
     `config`: `arch` (a built-in or a plugin architecture), `weights` (`random`, `none` or a
     checkpoint path: `Weights`), `checkpoint_format` ("auto" or a format name), `seed` (for
-    `random`), and the arch's sizing keys (its record's `options`, e.g. `width` and `depth` of
-    `resnet_small`). The model is built for `effective_output_stride(arch, output_stride)`.
+    `random`), the arch's sizing keys (its record's `options`, e.g. `width` and `depth` of
+    `resnet_small`) and `max_checkpoint_bytes` (the size limit of a checkpoint file; default
+    `checkpoints.DEFAULT_MAX_BYTES`). The model is built for
+    `effective_output_stride(arch, output_stride)`.
     """
     arch = str(config.get("arch", ""))
     options = arch_options(arch, config)
@@ -295,9 +297,16 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
                 f"fits it: weights must be 'random' or 'none', got {weights!r}"
             )
         # imported here: the checkpoint module looks architectures up in this registry
-        from rpsloc.backbones.checkpoints import apply_checkpoint_state, load_checkpoint_state
+        from rpsloc.backbones.checkpoints import (
+            DEFAULT_MAX_BYTES,
+            apply_checkpoint_state,
+            load_checkpoint_state,
+        )
 
-        state, report = load_checkpoint_state(source.path, arch, checkpoint_format, options)
+        max_bytes = int(config.get("max_checkpoint_bytes", DEFAULT_MAX_BYTES))
+        state, report = load_checkpoint_state(
+            source.path, arch, checkpoint_format, options, max_bytes
+        )
         materialize_on_cpu(model)
         apply_checkpoint_state(model, state)
         sha, fmt_name = report.checkpoint_sha256, report.format

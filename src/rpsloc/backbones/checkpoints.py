@@ -7,14 +7,21 @@ arbitrary code to load is refused, never run. A format says where a project keep
 in its file (container key, key prefix), which archs it is published for, and which of the
 project's own extra entries (decoders, prototypes) to ignore; the tensors left must fit the
 architecture exactly, only heads and those extras may be missing or extra, and every ignored
-entry is listed. Nothing is ever downloaded: a missing file is an error naming who publishes
-its format.
+entry is listed; every loaded tensor must be finite. Nothing is ever downloaded: a missing file
+is an error naming who publishes its format.
+
+Before anything is unpickled, `read_checkpoint` tells a damaged file from a foreign one and from
+an unsafe one, since each asks the user for something else: copy a truncated file again, bring
+the right file, or re-save a trusted one. A file whose tensors would take more than the size
+limit in memory is refused from its zip directory (or its size) alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import re
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +39,7 @@ from rpsloc.io import file_sha256
 
 __all__ = [
     "CHECKPOINT_FORMATS",
+    "DEFAULT_MAX_BYTES",
     "FORMAT_ALIASES",
     "TIMM_DINOV2_NAMES",
     "CheckpointFormat",
@@ -244,10 +252,16 @@ HEAD_MODULES = frozenset({"fc", "head", "heads", "projector", "predictor", "clas
 #: Objects besides tensors and containers that a checkpoint may hold (all inert).
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 
+#: The most bytes a checkpoint may hold uncompressed (its tensors in memory) unless configured
+#: otherwise (`checkpoints.max_size_gb`): a full DINO ViT-B/8 training checkpoint (student,
+#: teacher and optimizer state) holds 1.4 GB.
+DEFAULT_MAX_BYTES = 2 * 10**9
+
 
 @dataclass
 class LoadReport:
-    """What loading a checkpoint did: `rpsloc weights check` prints its `summary()`."""
+    """What loading a checkpoint did: `rpsloc weights check` prints its `summary()`, and every
+    stage that loads one logs it."""
 
     format: str
     n_loaded: int
@@ -261,10 +275,12 @@ class LoadReport:
     filled_keys: list[str] = field(default_factory=list)  # set by the format (timm's mask_token)
     reader: str = "torch.load"  # or "safetensors"
     prefix: str = ""  # the format's key prefix, to group the ignored entries
+    ignored_entries: list[str] = field(default_factory=list)  # one line per ignored key
+    outside_container: list[str] = field(default_factory=list)  # top-level entries not read
 
     def summary(self) -> str:
-        """A few lines for humans: file, hash, reader, format, counts, and every group of
-        ignored entries (nothing is dropped unsaid)."""
+        """Lines for humans: file, hash, reader, format, counts, every group of ignored entries
+        and every ignored entry with its shape and size (nothing is dropped unseen)."""
         read = (
             "safetensors (nothing unpickled)"
             if self.reader == "safetensors"
@@ -291,7 +307,30 @@ class LoadReport:
             f"  {len(self.ignored_keys)} checkpoint entries ignored (heads, the project's own "
             f"extras, or outside the {self.kind} prefix){_grouped(self.ignored_keys, self.prefix)}"
         )
+        lines += [f"    {entry}" for entry in self.ignored_entries]
+        if self.outside_container:
+            lines.append(f"  not read (outside the container): {', '.join(self.outside_container)}")
         return "\n".join(lines)
+
+
+def _entry(value: Any) -> str:
+    """What a checkpoint entry holds, for the report: a tensor's shape, dtype and size."""
+    if isinstance(value, torch.Tensor):
+        size = value.numel() * value.element_size()
+        return (
+            f"tensor {list(value.shape)} {str(value.dtype).removeprefix('torch.')}, {_bytes(size)}"
+        )
+    if isinstance(value, Mapping):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _bytes(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
 
 
 def _described(options: Mapping[str, Any]) -> str:
@@ -365,36 +404,125 @@ def read_checkpoint(
     checkpoint_format: str = "auto",
     formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
     key: str = "backbone `weights`",
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Any:
     """The checkpoint's contents, read safely: a safetensors file by `safetensors` (a flat dict
     of tensors; nothing is unpickled), any other by torch.load with weights_only=True, which
     refuses anything beyond tensors and SAFE_GLOBALS. A missing file is reported by
-    `require_checkpoint_file`."""
+    `require_checkpoint_file`; an empty, truncated, foreign or too large file by
+    `_check_container` before it is read; and a pickle that cannot be read says whether it asked
+    for code (naming the globals) or is damaged."""
     path = require_checkpoint_file(path, arch, checkpoint_format, formats, key)
     if is_safetensors(path):
+        _refuse_oversized(path, path.stat().st_size, max_bytes)
         try:
             return load_file(path, device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             message = f"checkpoint {path} could not be read by safetensors: {exc}"
             raise CheckpointError(message) from exc
+    _check_container(path, max_bytes)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        needs = ""
-        try:
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-            needs = f" (it needs {', '.join(unsafe)})" if unsafe else ""
-        except Exception:  # only decorates the message
-            pass
+        unsafe = _globals_asked_for(path, exc)
+        if not unsafe:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its pickle cannot be read "
+                f"({_first_line(exc)}); this is not a refusal of unsafe code. Copy the file "
+                "again from its source"
+            ) from exc
         raise CheckpointError(
-            f"checkpoint {path} needs arbitrary code to unpickle{needs} and was not loaded: "
-            "only tensors, plain containers and argparse.Namespace are accepted "
-            "(torch.load weights_only=True). If you trust its source, re-save only its "
-            "tensors with torch.save."
+            f"checkpoint {path} needs arbitrary code to unpickle (it asks for "
+            f"{', '.join(unsafe)}) and was not loaded: only tensors, plain containers and "
+            "argparse.Namespace are accepted (torch.load weights_only=True). If you trust its "
+            "source, re-save only its tensors with torch.save."
         ) from exc
-    except Exception as exc:  # corrupt or foreign files
-        raise CheckpointError(f"checkpoint {path} could not be read by torch.load: {exc}") from exc
+    except Exception as exc:  # a zip entry or storage cut short or altered
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: torch.load could not read it "
+            f"({type(exc).__name__}: {_first_line(exc)}). Copy the file again from its source"
+        ) from exc
+
+
+def _check_container(path: Path, max_bytes: int) -> None:
+    """The file is a PyTorch checkpoint (a zip archive with a `data.pkl`, torch.save's format
+    since PyTorch 1.6, or the legacy pickle before it), complete, and holds at most
+    `max_bytes` uncompressed, all read from its first bytes and zip directory only."""
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        head = stream.read(512)
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): copy it again")
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                entries = archive.infolist()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or damaged: it starts as a zip archive "
+                f"(torch.save's format) but its directory cannot be read ({error}; {size} "
+                "bytes on disk). Copy it again from its source"
+            ) from error
+        names = [entry.filename for entry in entries]
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            raise CheckpointError(
+                f"checkpoint {path} is a zip archive but not a PyTorch checkpoint: none of "
+                f"its {len(names)} entries is a data.pkl (first: {names[:5]})"
+            )
+        _refuse_oversized(path, sum(entry.file_size for entry in entries), max_bytes)
+    elif head[0] == 0x80:  # a pickle of protocol 2 or later: torch.save before PyTorch 1.6
+        _refuse_oversized(path, size, max_bytes)
+    else:
+        raise CheckpointError(
+            f"checkpoint {path} is not a PyTorch checkpoint: it is {_file_kind(head)} (first "
+            f"bytes {head[:8]!r}), where torch.save writes a zip archive, or a pickle before "
+            "PyTorch 1.6, and safetensors a JSON header"
+        )
+
+
+def _refuse_oversized(path: Path, inflated: int, max_bytes: int) -> None:
+    """A file that would take more than `max_bytes` in memory is refused before it is read."""
+    if inflated > max_bytes:
+        raise CheckpointError(
+            f"checkpoint {path} holds {_bytes(inflated)} uncompressed "
+            f"({_bytes(path.stat().st_size)} on disk), more than the limit of "
+            f"{_bytes(max_bytes)}, and was not loaded. If the file is what you meant, raise "
+            "checkpoints.max_size_gb in the config (or --max-size-gb of rpsloc weights check)"
+        )
+
+
+#: First bytes of files that users mistake for checkpoints, and what to tell them.
+_MAGIC = (
+    (b"\x89HDF", "an HDF5 file"),
+    (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+    (b"<", "text that looks like HTML or XML (a download that saved an error page?)"),
+)
+
+
+def _file_kind(head: bytes) -> str:
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[257:262] == b"ustar":
+        return "a tar archive (unpack it: the checkpoint may be inside)"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "a text file"
+    return "unrecognised binary data"
+
+
+def _globals_asked_for(path: Path, error: pickle.UnpicklingError) -> list[str]:
+    """The globals a refused pickle asks for: all of them from a zip checkpoint's pickle,
+    else the one `weights_only` stopped at."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # a legacy (non-zip) file: only the error names a global
+        unsafe = []
+    return unsafe or re.findall(r"GLOBAL ([\w.]+)", str(error))[:1]
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _meta_model(arch: str, options: Mapping[str, Any]) -> nn.Module:
@@ -422,6 +550,8 @@ class _Fit:
     kind: str = "backbone"
     extras: list[str] = field(default_factory=list)  # ignored as the format's own extras
     filled: list[str] = field(default_factory=list)  # set by the format's conversion
+    ignored_entries: list[str] = field(default_factory=list)  # each ignored key, why, its size
+    outside_container: list[str] = field(default_factory=list)  # top-level entries not read
 
     @property
     def ok(self) -> bool:
@@ -478,6 +608,7 @@ def _fit(raw: Any, fmt: CheckpointFormat, expected: Shapes, kind: str) -> _Fit |
             return None
         inside, filled = converted
     state: dict[str, torch.Tensor] = {}
+    listed = [f"{k}: {_entry(entries[k])} (outside the prefix {fmt.prefix!r})" for k in ignored]
     extras: list[str] = []
     unexpected: list[str] = []
     misshaped: list[str] = []
@@ -489,7 +620,12 @@ def _fit(raw: Any, fmt: CheckpointFormat, expected: Shapes, kind: str) -> _Fit |
             own = first in fmt.ignored
             if own:
                 extras.append(key)
-            (ignored if own or first in HEAD_MODULES else unexpected).append(key)
+            if own or first in HEAD_MODULES:
+                ignored.append(key)
+                why = f"an extra of format {fmt.name}" if own else "a head"
+                listed.append(f"{key}: {_entry(value)} ({why})")
+            else:
+                unexpected.append(key)
         elif not isinstance(value, torch.Tensor):
             wrong.add(name)
             misshaped.append(f"{key} (a {type(value).__name__}, not a tensor)")
@@ -501,8 +637,24 @@ def _fit(raw: Any, fmt: CheckpointFormat, expected: Shapes, kind: str) -> _Fit |
     absent = [k for k in expected if k not in state and k not in wrong]
     defaulted = [k for k in absent if k.endswith("num_batches_tracked")]
     missing = [fmt.prefix + k for k in absent if not k.endswith("num_batches_tracked")]
+    outside = [
+        f"{k} ({_entry(v)})"
+        for k, v in raw.items()
+        if fmt.container is not None and k != fmt.container
+    ]
     return _Fit(
-        fmt, state, ignored, defaulted, missing, unexpected, misshaped, kind, extras, filled
+        fmt,
+        state,
+        ignored,
+        defaulted,
+        missing,
+        unexpected,
+        misshaped,
+        kind,
+        extras,
+        filled,
+        listed,
+        outside,
     )
 
 
@@ -535,6 +687,7 @@ def load_checkpoint_state(
     arch: str,
     checkpoint_format: str = "auto",
     options: Mapping[str, Any] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """The backbone state dict of a checkpoint, checked strictly against `arch` (METHOD.md 4).
 
@@ -545,13 +698,13 @@ def load_checkpoint_state(
     prefix are ignored, all of them listed in the report. With "auto" every format published
     for `arch` is tried and one must fit (`fit_checkpoint`). `options` size a configurable
     architecture (its record's `options`); None takes those the checkpoint records, else the
-    defaults.
+    defaults. A file holding more than `max_bytes` uncompressed is refused before it is read.
     Raises `CheckpointError`.
     """
     path = Path(path)
     architecture(arch)
     _resolve_format(checkpoint_format)
-    raw = read_checkpoint(path, arch, checkpoint_format)
+    raw = read_checkpoint(path, arch, checkpoint_format, max_bytes=max_bytes)
     if options is None:
         options = _recorded_options(raw, arch)
     options = arch_options(arch, options)
@@ -621,6 +774,7 @@ def fit_checkpoint(
                 f"Closest: {closest.describe(path, len(expected))}{elsewhere}"
             )
         fit = good[0]
+    _require_finite(fit, path)
     report = LoadReport(
         format=fit.fmt.name,
         n_loaded=len(fit.state) - len(fit.filled),
@@ -634,8 +788,29 @@ def fit_checkpoint(
         filled_keys=fit.filled,
         reader="safetensors" if is_safetensors(path) else "torch.load",
         prefix=fit.fmt.prefix,
+        ignored_entries=fit.ignored_entries,
+        outside_container=fit.outside_container,
     )
     return fit.state, report
+
+
+def _require_finite(fit: _Fit, path: Path) -> None:
+    """Every loaded floating-point tensor is finite: one NaN weight turns every feature NaN,
+    and the features stage would then blame the images."""
+    bad = [
+        name
+        for name, value in fit.state.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        first = fit.state[bad[0]]
+        more = f"; {len(bad) - 1} more tensors are not finite{_first(bad[1:])}" if bad[1:] else ""
+        raise CheckpointError(
+            f"checkpoint {path}: {fit.kind} tensor {fit.fmt.prefix}{bad[0]} holds "
+            f"{int(torch.isnan(first).sum())} NaN and {int(torch.isinf(first).sum())} infinite "
+            f"values of {first.numel()}{more}. The file is damaged or was saved from a run "
+            "that diverged; a model with these weights computes NaN features"
+        )
 
 
 def _formats_of_other_archs(raw: Any, arch: str, formats: Mapping[str, CheckpointFormat]) -> str:
@@ -668,10 +843,11 @@ def check_checkpoint(
     arch: str,
     checkpoint_format: str = "auto",
     options: Mapping[str, Any] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LoadReport:
     """Load a checkpoint into `arch` strictly without running anything; for `rpsloc weights
     check` (METHOD.md 4). Raises `CheckpointError` when it does not fit."""
-    state, report = load_checkpoint_state(Path(path), arch, checkpoint_format, options)
+    state, report = load_checkpoint_state(Path(path), arch, checkpoint_format, options, max_bytes)
     model = _meta_model(arch, report.options)
     full = dict(state)
     for key in report.defaulted_keys:

@@ -41,16 +41,24 @@ def aircraft_records(root: Path, split: str, options: ReadOptions) -> list[Image
     boxes: dict[str, tuple[tuple[int, int, int, int], int]] = {}
     for line_no, line in enumerate(read_lines(boxes_file), start=1):
         fields = line.split()
-        try:
-            box = tuple(int(v) for v in fields[1:])
-        except ValueError:
-            box = ()
-        if len(fields) != 5 or len(box) != 4:
+        if len(fields) != 5:
             raise InputError(
                 f"{boxes_file}, line {line_no}: expected 'id x0 y0 x1 y1', found {line!r}"
             )
         if fields[0] not in ids:
             continue  # the file lists the images of every split
+        try:
+            box = tuple(int(v) for v in fields[1:])
+        except ValueError:
+            bad.report(
+                BadImageError(
+                    fields[0],
+                    f"expected integers 'x0 y0 x1 y1' for {fields[0]}, found {line!r}",
+                    boxes_file,
+                    line_no,
+                )
+            )
+            continue
         if fields[0] in boxes:
             bad.report(duplicated(fields[0], boxes_file, line_no, boxes[fields[0]][1]))
         else:

@@ -1,9 +1,10 @@
 """What happens to a bad image (METHOD.md section 2, docs/datasets.md "Bad input").
 
 Problems confined to one image (a missing or unreadable file, a bad box, an out-of-range
-label, an id missing from one metadata file, a duplicated or escaping id) are `BadImageError`
-errors: they stop the run, or with `on_bad_image: skip` the image is left out and listed in the
-split's skipped table. Problems with a whole file (a malformed line, a missing metadata file)
+label, a value that is not an integer or too large for the stage files, an id missing from one
+metadata file, a duplicated or escaping id) are `BadImageError` errors: they stop the run, or
+with `on_bad_image: skip` the image is left out and listed in the split's skipped table.
+Problems with a whole file (a line with the wrong number of fields, a missing metadata file)
 always stop the run. Every message names the file and line (or `.mat` entry).
 
 Adapters describe each image as a `Candidate`; `finish` checks its files, size, label and
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rpsloc.datasets.records import ImageRecord
+from rpsloc.datasets.records import MAX_VALUE, ImageRecord
 from rpsloc.errors import InputError
 from rpsloc.io import atomic_path
 
@@ -188,6 +189,15 @@ def _checked_record(candidate: Candidate, options: ReadOptions) -> ImageRecord:
                 size_line,
             )
         width, height = found
+    if max(width, height) > MAX_VALUE:
+        size_file, size_line = candidate.size_source or candidate.source
+        raise BadImageError(
+            image_id,
+            f"expected a size of at most {MAX_VALUE} pixels for {image_id}, found {width}x{height}",
+            size_file,
+            size_line,
+            candidate.unit,
+        )
     label = -1 if candidate.label is None else candidate.label
     if candidate.label is not None:
         _check_label(candidate, candidate.label, options.num_classes)
@@ -229,11 +239,11 @@ def _check_label(candidate: Candidate, label: int, num_classes: int | None) -> N
             line,
             candidate.unit,
         )
-    if num_classes is not None and label >= num_classes:
+    limit = MAX_VALUE + 1 if num_classes is None else num_classes
+    if label >= limit:
         raise BadImageError(
             candidate.image_id,
-            f"expected a label < {num_classes} (0-based) for image {candidate.image_id}, "
-            f"found {label}",
+            f"expected a label < {limit} (0-based) for image {candidate.image_id}, found {label}",
             file,
             line,
             candidate.unit,
@@ -280,7 +290,8 @@ def checked_box(
             f"{origin} <= y <= {height - 1 + origin})"
         )
     else:
-        bounds = f"the image (expected x >= {origin}, y >= {origin})"
+        inside = inside and max(x1, y1) <= MAX_VALUE
+        bounds = f"the image (expected {origin} <= x, y <= {MAX_VALUE})"
     if not inside:
         raise BadImageError(
             image_id,

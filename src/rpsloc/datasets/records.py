@@ -15,6 +15,10 @@ import numpy as np
 from rpsloc.errors import InputError
 from rpsloc.io import atomic_path
 
+#: The largest width, height, label or box coordinate a manifest may hold: the stage files
+#: store sizes and boxes as 32-bit integers, and no image or class count comes near it.
+MAX_VALUE = 2**31 - 1
+
 MANIFEST_COLUMNS = (
     "image_id",
     "path",
@@ -25,6 +29,7 @@ MANIFEST_COLUMNS = (
     "mask_paths",
     "ignore_path",
     "box_origin",
+    "fingerprints",
 )
 
 
@@ -36,7 +41,9 @@ class ImageRecord:
     `box_origin` is where the annotation's own coordinates start (1 for the MATLAB-born
     Stanford Cars, Dogs and FGVC-Aircraft files), so `boxes + box_origin` are the values as
     published, which the authors' code uses unshifted. `label` is 0-based, -1 when unknown.
-    Records compare equal when every field is equal (boxes by value).
+    `fingerprints` hold one `size:mtime_ns` (`size:mtime_ns:sha256` when content is tracked)
+    per file of `files`, as the manifest stage found them (`rpsloc.tracking`); empty before
+    that. Records compare equal when every field is equal (boxes by value).
     """
 
     image_id: str
@@ -48,6 +55,7 @@ class ImageRecord:
     mask_paths: tuple[Path, ...] = ()
     ignore_path: Path | None = None
     box_origin: int = 0
+    fingerprints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         boxes = np.array(self.boxes, dtype=np.int64)
@@ -67,6 +75,18 @@ class ImageRecord:
             object.__setattr__(self, "mask_paths", tuple(Path(p) for p in self.mask_paths))
         if self.ignore_path is not None and not isinstance(self.ignore_path, Path):
             object.__setattr__(self, "ignore_path", Path(self.ignore_path))
+        object.__setattr__(self, "fingerprints", tuple(self.fingerprints))
+        if self.fingerprints and len(self.fingerprints) != len(self.files):
+            raise ValueError(
+                f"image {self.image_id}: expected one fingerprint per file ({len(self.files)}), "
+                f"found {len(self.fingerprints)}"
+            )
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of the image: the image, its instance masks, its ignore mask."""
+        ignore = () if self.ignore_path is None else (self.ignore_path,)
+        return (self.path, *self.mask_paths, *ignore)
 
     def _key(self) -> tuple[Any, ...]:
         return (
@@ -78,6 +98,7 @@ class ImageRecord:
             self.mask_paths,
             self.ignore_path,
             self.box_origin,
+            self.fingerprints,
         )
 
     @property
@@ -106,10 +127,7 @@ def write_manifest(records: Iterable[ImageRecord], path: Path) -> None:
 
 def _manifest_row(record: ImageRecord) -> list[str]:
     """One CSV row; paths are made absolute and may not contain the ';' separator."""
-    paths = [record.path, *record.mask_paths]
-    if record.ignore_path is not None:
-        paths.append(record.ignore_path)
-    for item in paths:
+    for item in record.files:
         if ";" in str(item):
             raise InputError(
                 f"image {record.image_id}: path {item} contains ';', the manifest's separator"
@@ -125,6 +143,7 @@ def _manifest_row(record: ImageRecord) -> list[str]:
         ";".join(str(p.absolute()) for p in record.mask_paths),
         "" if record.ignore_path is None else str(record.ignore_path.absolute()),
         str(int(record.box_origin)),
+        ";".join(record.fingerprints),
     ]
 
 
@@ -152,35 +171,44 @@ def read_manifest(path: Path) -> list[ImageRecord]:
                 raise InputError(
                     f"{where}: expected {len(MANIFEST_COLUMNS)} fields, found {len(row)}"
                 )
-            image_id, image_path, width, height, label, boxes, masks, ignore, origin = row
+            image_id, image_path, width, height, label, boxes, masks, ignore = row[:8]
+            origin, fingerprints = row[8:]
             if not image_id:
                 raise InputError(f"{where}: empty image_id")
             if image_id in seen:
                 raise InputError(f"{where}: image_id {image_id!r} already on line {seen[image_id]}")
             seen[image_id] = line
-            records.append(
-                ImageRecord(
+            fields = {
+                "width": _parse_int(width, "width", where, minimum=1),
+                "height": _parse_int(height, "height", where, minimum=1),
+                "label": _parse_int(label, "label", where, minimum=-1),
+                "boxes": _parse_manifest_boxes(boxes, where),
+                "box_origin": _parse_int(origin, "box_origin", where, minimum=0),
+            }
+            try:
+                record = ImageRecord(
                     image_id=image_id,
                     path=Path(image_path),
-                    width=_parse_int(width, "width", where, minimum=1),
-                    height=_parse_int(height, "height", where, minimum=1),
-                    label=_parse_int(label, "label", where, minimum=-1),
-                    boxes=_parse_manifest_boxes(boxes, where),
                     mask_paths=tuple(Path(p) for p in masks.split(";")) if masks else (),
                     ignore_path=Path(ignore) if ignore else None,
-                    box_origin=_parse_int(origin, "box_origin", where, minimum=0),
+                    fingerprints=tuple(fingerprints.split(";")) if fingerprints else (),
+                    **fields,
                 )
-            )
+            except ValueError as error:  # fingerprints that do not match the files
+                raise InputError(f"{where}: {error}") from None
+            records.append(record)
     return records
 
 
-def _parse_int(text: str, name: str, where: str, minimum: int | None = None) -> int:
+def _parse_int(text: str, name: str, where: str, minimum: int = -MAX_VALUE) -> int:
     try:
         value = int(text)
     except ValueError:
         raise InputError(f"{where}: expected an integer {name}, found {text!r}") from None
-    if minimum is not None and value < minimum:
-        raise InputError(f"{where}: expected {name} >= {minimum}, found {value}")
+    if not minimum <= value <= MAX_VALUE:
+        raise InputError(
+            f"{where}: expected {name} between {minimum} and {MAX_VALUE}, found {value}"
+        )
     return value
 
 

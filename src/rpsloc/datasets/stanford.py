@@ -40,13 +40,20 @@ def _load_mat(path: Path, names: Sequence[str]) -> dict[str, Any]:
     return {name: content[name] for name in names}
 
 
-def _mat_int(value: Any, path: Path, entry: int, name: str) -> int:
+def _mat_int(value: Any, path: Path, entry: int, name: str, image_id: str) -> int:
+    """An integer field of one image's entry; anything else is a bad value of that image."""
     try:
         number = float(np.asarray(value).item())
     except (TypeError, ValueError):
         number = float("nan")
     if not number.is_integer():
-        raise InputError(f"{path}, entry {entry}: expected an integer {name}, found {value!r}")
+        raise BadImageError(
+            image_id,
+            f"expected an integer {name} for {image_id}, found {value!r}",
+            path,
+            entry,
+            "entry",
+        )
     return int(number)
 
 
@@ -100,21 +107,22 @@ def cars_records(root: Path, split: str, options: ReadOptions) -> list[ImageReco
     for entry, item in enumerate(annotations, start=1):
         fname = _mat_str(item["fname"], path, entry, "fname")
         image_id = f"{folder}/{fname}"
-        x0, y0, x1, y1, label = (
-            _mat_int(item[name], path, entry, name) for name in CARS_FIELDS[:5]
-        )
-        if escapes(fname):
-            options.bad.report(escape_error(image_id, fname, path, entry, "entry"))
-        elif image_id in seen:
-            options.bad.report(
-                BadImageError(
+        try:
+            x0, y0, x1, y1, label = (
+                _mat_int(item[name], path, entry, name, image_id) for name in CARS_FIELDS[:5]
+            )
+            if escapes(fname):
+                raise escape_error(image_id, fname, path, entry, "entry")
+            if image_id in seen:
+                raise BadImageError(
                     image_id,
                     f"duplicated image {fname!r} (first at entry {seen[image_id]})",
                     path,
                     entry,
                     "entry",
                 )
-            )
+        except BadImageError as error:
+            options.bad.report(error)
         else:
             seen[image_id] = entry
             candidates.append(
@@ -159,8 +167,8 @@ def dogs_records(root: Path, split: str, options: ReadOptions) -> list[ImageReco
     ):
         image_id = _mat_str(file, path, entry, "file_list")
         annotation = _mat_str(annotation, path, entry, "annotation_list")
-        label = _mat_int(label, path, entry, "label")
         try:
+            label = _mat_int(label, path, entry, "label", image_id)
             if escapes(image_id) or escapes(annotation):
                 name = image_id if escapes(image_id) else annotation
                 raise escape_error(image_id, name, path, entry, "entry")

@@ -56,9 +56,7 @@ def csv_records(
                     f"{table}, line {line}: expected {len(CSV_COLUMNS)} fields, found {len(row)}"
                 )
             row_split, image_id, label_text, *box_text = (value.strip() for value in row)
-            label = _csv_int(label_text, "label", table, line) if label_text else None
-            box = tuple(_csv_int(v, "box coordinate", table, line) for v in box_text if v)
-            if len(box) not in (0, 4):
+            if len([v for v in box_text if v]) not in (0, 4):
                 raise InputError(f"{table}, line {line}: expected all four box fields or none")
             if not image_id:
                 raise InputError(f"{table}, line {line}: empty image_path")
@@ -66,6 +64,10 @@ def csv_records(
             if row_split != split and first_split != split:
                 continue
             try:
+                label = _csv_int(image_id, label_text, "label", table, line) if label_text else None
+                box = tuple(
+                    _csv_int(image_id, v, "box coordinate", table, line) for v in box_text if v
+                )
                 if first_split != row_split:
                     raise BadImageError(
                         image_id,
@@ -106,10 +108,11 @@ def csv_records(
     return finish(found, options)
 
 
-def _csv_int(text: str, name: str, table: Path, line: int) -> int:
+def _csv_int(image_id: str, text: str, name: str, table: Path, line: int) -> int:
+    """An integer field of one image's line; any other text is a bad value of that image."""
     try:
         return int(text)
     except ValueError:
-        raise InputError(
-            f"{table}, line {line}: expected an integer {name}, found {text!r}"
+        raise BadImageError(
+            image_id, f"expected an integer {name} for {image_id}, found {text!r}", table, line
         ) from None

@@ -25,7 +25,7 @@ def voc_annotation(path: Path, image_id: str) -> tuple[tuple[int, int], list[Box
         text = None if element is None else element.findtext(tag)
         try:
             return int(float(text))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # none, not a number, NaN or infinite
             raise BadImageError(
                 image_id, f"expected a number in {where}/{tag}, found {text!r}", path
             ) from None

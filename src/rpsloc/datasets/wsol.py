@@ -243,7 +243,11 @@ def _read_keyed(
         if len(fields) != len(names) + 1:
             raise _wrong_fields(path, line_no, layout, line)
         image_id = fields[0]
-        values = _integers(fields[1:], names, path, line_no, layout, line)
+        try:
+            values = _integers(image_id, fields[1:], names, path, line_no, layout, line)
+        except BadImageError as error:
+            bad.report(error)
+            continue
         if image_id not in ids:
             bad.report(not_listed(image_id, path, line_no, ids_file))
         elif image_id in parsed:
@@ -279,7 +283,13 @@ def _read_localization(
             if not mask:
                 raise InputError(f"{path}, line {line_no}: empty mask path for {image_id}")
         else:
-            box = _integers(fields[1:], ("x0", "y0", "x1", "y1"), path, line_no, layout, line)
+            try:
+                box = _integers(
+                    image_id, fields[1:], ("x0", "y0", "x1", "y1"), path, line_no, layout, line
+                )
+            except BadImageError as error:
+                bad.report(error)
+                continue
         if image_id not in ids:
             bad.report(not_listed(image_id, path, line_no, ids_file))
         elif mask_format:
@@ -302,16 +312,27 @@ def _wrong_fields(path: Path, line_no: int, layout: str, line: str) -> InputErro
 
 
 def _integers(
-    texts: Sequence[str], names: Sequence[str], path: Path, line_no: int, layout: str, line: str
+    image_id: str,
+    texts: Sequence[str],
+    names: Sequence[str],
+    path: Path,
+    line_no: int,
+    layout: str,
+    line: str,
 ) -> tuple[int, ...]:
+    """The integer fields of one image's line; a field that is not an integer is a bad value
+    of that image (a `BadImageError`), its line being well formed."""
     values = []
     for text, name in zip(texts, names, strict=True):
         try:
             values.append(int(text))
         except ValueError:
-            raise InputError(
-                f"{path}, line {line_no}: expected integers in '{layout}', found {line!r} "
-                f"(not an integer {name}: {text!r})"
+            raise BadImageError(
+                image_id,
+                f"expected integers in '{layout}', found {line!r} (not an integer {name}: "
+                f"{text!r})",
+                path,
+                line_no,
             ) from None
     return tuple(values)
 
