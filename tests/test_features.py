@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rpsloc import devices
+from rpsloc.backbones import build_backbone, checkpoints
 from rpsloc.datasets.records import write_manifest
 from rpsloc.features import extract_shard
 from rpsloc.io import open_h5
@@ -17,6 +18,7 @@ from rpsloc.manifest import build_manifest
 from rpsloc.maps import activation_maps
 from rpsloc.scoremaps import normalize_map
 from rpsloc.synthetic import generate_synthetic_dataset
+from rpsloc.tracking import checkpoint_sha256
 
 BACKBONE = {"arch": "resnet_small", "width": 16, "depth": 1, "weights": "random", "seed": 0}
 
@@ -73,6 +75,43 @@ def test_channels_last_and_the_default_memory_format_give_the_same_maps(manifest
         for features in (default, last)
     ]
     assert np.abs(maps[0] - maps[1]).max() <= MEMORY_FORMAT_TOLERANCE
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A checkpoint of the small ResNet and the workflow's record of its SHA-256."""
+    path = tmp_path / "small.pth"
+    torch.save(build_backbone(BACKBONE, 16).state_dict(), path)
+    record = tmp_path / "small.sha256.json"
+    sha, _ = checkpoint_sha256(path, record)
+    return path, record, sha
+
+
+def recorded_sha(manifest, out, checkpoint, record):
+    config = {**BACKBONE, "weights": str(checkpoint)}
+    extract_shard(
+        manifest, "eval", 0, 10, config, 96, 96, 16, out, device="cpu", checkpoint_record=record
+    )
+    with open_h5(out) as handle:
+        return handle.attrs["backbone_checkpoint_sha256"]
+
+
+def test_a_shard_takes_the_checkpoint_sha256_from_the_record_without_hashing_again(
+    manifest, tmp_path, checkpoint, monkeypatch
+):
+    path, record, sha = checkpoint
+    monkeypatch.setattr(checkpoints, "file_sha256", lambda *_: pytest.fail("hashed again"))
+    assert recorded_sha(manifest, tmp_path / "shard.h5", path, record) == sha
+
+
+def test_a_record_that_no_longer_describes_the_checkpoint_is_not_trusted(
+    manifest, tmp_path, checkpoint
+):
+    path, record, sha = checkpoint
+    text = record.read_text().replace(sha, "0" * 64)
+    record.write_text(text)
+    os.utime(path, ns=(1, 1))  # the file changed after the record was written
+    assert recorded_sha(manifest, tmp_path / "shard.h5", path, record) == sha
 
 
 def test_an_unknown_precision_is_refused(manifest, tmp_path):

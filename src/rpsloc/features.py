@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from rpsloc import __version__
-from rpsloc.backbones import architecture, build_backbone
+from rpsloc.backbones import architecture, build_backbone, parse_weights
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.devices import (
     backbone_threads,
@@ -35,7 +35,7 @@ from rpsloc.readers import (
     ImageStatistics,
     shard_count,
 )
-from rpsloc.tracking import shard_images_digest
+from rpsloc.tracking import recorded_checkpoint_sha256, shard_images_digest
 from rpsloc.transforms import PreprocessedImages, boxes_to_crop
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def extract_shard(
     provenance: Mapping[str, Any] | None = None,
     precision: str = "fp32",
     channels_last: bool | None = None,
+    checkpoint_record: str | Path | None = None,
 ) -> None:
     """Run the backbone over one shard of a manifest and write the role's features to `out`.
 
@@ -93,14 +94,20 @@ def extract_shard(
     one asked for; the file records the stride the model really has. `num_workers` is a number
     of DataLoader processes or `auto` (`devices.data_loader_workers`, beside torch's threads).
     `channels_last`: model and images in channels-last memory format; by default on CUDA and,
-    on the CPU, for the architectures where it was measured faster (`channels_last_on_cpu`)."""
+    on the CPU, for the architectures where it was measured faster (`channels_last_on_cpu`).
+    `checkpoint_record`: the workflow's record of the checkpoint's SHA-256
+    (`tracking.checkpoint_sha256`), reused while it still describes the file."""
     if role not in (TRAIN_ROLE, EVAL_ROLE):
         raise ValueError(f"role must be '{TRAIN_ROLE}' or '{EVAL_ROLE}', got {role!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     records = shard_records(read_manifest(manifest), shard, shard_size)
     torch_device = resolve_device(device)
-    backbone = build_backbone(backbone_config, output_stride).to(torch_device)
+    known_sha256 = None
+    weights = parse_weights(backbone_config.get("weights", "random"))
+    if checkpoint_record and weights.kind == "file":
+        known_sha256 = recorded_checkpoint_sha256(weights.path, Path(checkpoint_record))
+    backbone = build_backbone(backbone_config, output_stride, known_sha256).to(torch_device)
     on_cuda = torch_device.type == "cuda"
     bf16 = precision == "bf16"
     if channels_last is None:

@@ -22,6 +22,7 @@ with to_log(snakemake.log[0]):
         num_workers=settings["num_workers"],
         device=settings["device"],
         precision=settings["precision"],
+        checkpoint_record=snakemake.input.get("checkpoint_record") or None,
         provenance={
             "dataset": snakemake.wildcards.dataset,
             "split": snakemake.wildcards.split,

@@ -250,7 +250,9 @@ def materialize_on_cpu(model: nn.Module) -> None:
     model._apply(lambda tensor: torch.empty(tensor.shape, dtype=tensor.dtype))
 
 
-def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
+def build_backbone(
+    config: Mapping[str, Any], output_stride: int, checkpoint_sha256: str | None = None
+) -> nn.Module:
     """A frozen backbone in eval mode from a config entry (docs/architecture.md, "Backbones").
 
     `config`: `arch` (a built-in or a plugin architecture), `weights` (`random`, `none` or a
@@ -305,7 +307,7 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
 
         max_bytes = int(config.get("max_checkpoint_bytes", DEFAULT_MAX_BYTES))
         state, report = load_checkpoint_state(
-            source.path, arch, checkpoint_format, options, max_bytes
+            source.path, arch, checkpoint_format, options, max_bytes, checkpoint_sha256
         )
         materialize_on_cpu(model)
         apply_checkpoint_state(model, state)
