@@ -143,6 +143,8 @@ def test_the_numbers_only_target_builds_the_summary_and_no_figure(tmp_path):
 def test_a_config_without_explanations_builds_no_selection_curve(tmp_path):
     config = numbers_config()
     config["explanations"] = {"enabled": False}
+    manifests = [paths.MANIFEST.format(dataset="tiny", split=s) for s in ("train", "val", "test")]
+    run_snakemake(tmp_path, config, *manifests)  # the dataset target's inputs depend on them
     jobs = planned_jobs(run_snakemake(tmp_path, config, "tiny", "--dry-run"))
     assert "summary" in jobs and "box_accuracy_figure" in jobs
     explaining = {"selection_curve", "test_explanations", "training_ranking", "selection_figure"}
