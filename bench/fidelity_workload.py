@@ -105,34 +105,16 @@ def authors_seconds(code: Path, python: str, prepared: Path, workdir: Path) -> t
     return seconds, numbers
 
 
-def rpsloc_config(prepared: Path) -> dict:
-    return {
-        "datasets": {
-            "cub": {
-                "adapter": "cub",
-                "root": str(prepared / "CUB"),
-                "metadata": str(prepared / "CUB" / "metadata"),
-                "train_split": "train",
-                "eval_splits": ["val", "test"],
-                "backbones": ["r50"],
-                "variants": ["rps"],
-            }
-        },
-        "backbones": {
-            "r50": {
-                "arch": "resnet50",
-                "weights": str(prepared / "resnet50-random.pth"),
-                "checkpoint_format": "moco_v2_converted",
-            }
-        },
-        "features": {"batch_size": 16, "device": "cpu"},
-    }
-
-
 def rpsloc_seconds(prepared: Path, workdir: Path, cores: int) -> tuple[float, pd.DataFrame]:
     """Wall seconds of `snakemake cub_numbers` from nothing, and its summary.csv."""
     workdir.mkdir()
-    (workdir / "config.yaml").write_text(yaml.safe_dump(rpsloc_config(prepared)))
+    sys.path.insert(0, str(REPO / "tests"))
+    from cub_shaped import fidelity_config
+
+    config = fidelity_config(
+        prepared / "CUB", prepared / "resnet50-random.pth", {"batch_size": 16, "device": "cpu"}
+    )
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     command = [str(SNAKEMAKE), "--snakefile", str(REPO / "workflow" / "Snakefile")]
     command += ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
     command += ["--cores", str(cores), "cub_numbers"]

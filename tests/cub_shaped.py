@@ -99,3 +99,29 @@ def image_digest(root: Path, ids: list[str]) -> str:
     for image_id in ids:
         digest.update((root / "images" / image_id).read_bytes())
     return digest.hexdigest()
+
+
+def fidelity_config(root: Path, checkpoint: Path, features: dict) -> dict:
+    """rpsloc's configuration of the parity workload: the `cub` adapter's defaults (the authors'
+    CUB geometry), the MoCo v2 converted ResNet-50 at `checkpoint`, global `w*` only."""
+    return {
+        "datasets": {
+            "cub": {
+                "adapter": "cub",
+                "root": str(root),
+                "metadata": str(root / "metadata"),
+                "train_split": "train",
+                "eval_splits": ["val", "test"],
+                "backbones": ["r50"],
+                "variants": ["rps"],
+            }
+        },
+        "backbones": {
+            "r50": {
+                "arch": "resnet50",
+                "weights": str(checkpoint),
+                "checkpoint_format": "moco_v2_converted",
+            }
+        },
+        "features": features,
+    }

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO, run_snakemake
-from cub_shaped import image_digest, write_cub_shaped
+from cub_shaped import fidelity_config, image_digest, write_cub_shaped
 
 from rpsloc import paths
 from rpsloc.backbones import build_backbone
@@ -33,27 +33,11 @@ def parity(tmp_path_factory, wsol_metadata):
         {"arch": "resnet50", "weights": "random", "seed": AUTHORS["weights_seed"]}, 32
     )
     torch.save({"state_dict": model.state_dict()}, folder / "resnet50-random.pth")
-    config = {
-        "datasets": {
-            "cub": {
-                "adapter": "cub",
-                "root": str(root),
-                "metadata": str(root / "metadata"),
-                "train_split": "train",
-                "eval_splits": ["val", "test"],
-                "backbones": ["r50"],
-                "variants": ["rps"],
-            }
-        },
-        "backbones": {
-            "r50": {
-                "arch": "resnet50",
-                "weights": str(folder / "resnet50-random.pth"),
-                "checkpoint_format": "moco_v2_converted",
-            }
-        },
-        "features": {"shard_size": 100, "batch_size": 8, "num_workers": 0, "device": "cpu"},
-    }
+    config = fidelity_config(
+        root,
+        folder / "resnet50-random.pth",
+        {"shard_size": 100, "batch_size": 8, "num_workers": 0, "device": "cpu"},
+    )
     workdir = folder / "run"
     run_snakemake(workdir, config, paths.SUMMARY.format(dataset="cub"))
     summary = pd.read_csv(workdir / paths.SUMMARY.format(dataset="cub")).set_index("split")
