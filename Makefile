@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: install demo test report lint clean
+.PHONY: install demo numbers test report lint bench clean
 
 install: $(INSTALLED)
 
@@ -21,6 +21,10 @@ demo: $(INSTALLED)
 	@echo "The figures: results/demo/figures/; every job's log: logs/demo/"
 	@echo "A report of it all: make report (results/report.html)"
 
+numbers: $(INSTALLED)
+	$(BIN)/snakemake --cores $(CORES) demo_numbers
+	@echo "Results: results/demo/summary.csv"
+
 report: demo
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
@@ -28,6 +32,21 @@ report: demo
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# Every benchmark, and bench/RESULTS.md's table rewritten (bench/README.md). Run on an idle
+# machine: make bench AUTHORS_CODE=... AUTHORS_PYTHON=... WSOLEVALUATION=... PREPARED=...
+AUTHORS_CODE ?= ../UOLwRPS
+AUTHORS_PYTHON ?= python3
+WSOLEVALUATION ?= ../wsolevaluation
+WSOL_PYTHON ?= $(AUTHORS_PYTHON)
+PREPARED ?=
+WSOL_METADATA ?= ../shared/wsol-metadata/CUB
+BENCH_SET = $(if $(PREPARED),--prepared $(PREPARED),--wsol-metadata $(WSOL_METADATA))
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/run_all.py --authors-code $(AUTHORS_CODE) \
+		--authors-python $(AUTHORS_PYTHON) --wsolevaluation $(WSOLEVALUATION) \
+		--wsol-python $(WSOL_PYTHON) $(BENCH_SET) $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench

@@ -3,6 +3,7 @@ bare forward loop every extraction number is compared with."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones import architecture, build_backbone
 from rpsloc.datasets.records import read_manifest, write_manifest
 from rpsloc.manifest import build_manifest
 from rpsloc.synthetic import generate_synthetic_dataset
@@ -31,6 +32,17 @@ def machine() -> str:
     )
 
 
+def write_json(path: Path | None, rows: list[dict]) -> None:
+    """The rows a benchmark hands `run_all.py` for bench/RESULTS.md's table: each names the
+    benchmark, what was measured, the value (a ratio), the goal and whether it was met."""
+    if path is not None:
+        Path(path).write_text(json.dumps(rows, indent=1))
+
+
+def result_row(benchmark: str, measure: str, value: float, goal: str, met: bool | None) -> dict:
+    return {"benchmark": benchmark, "measure": measure, "value": value, "goal": goal, "met": met}
+
+
 def synthetic_split(folder: Path, n_images: int, split: str = "val", seed: int = 0) -> Path:
     """A synthetic split of `n_images` (default image sizes up to 320 px) and its manifest."""
     generate_synthetic_dataset(folder / "data", splits={split: n_images}, seed=seed)
@@ -48,11 +60,20 @@ def preloaded_batches(
 
 
 def bare_forward_seconds(
-    backbone_config: dict, output_stride: int, batches: list[torch.Tensor]
+    backbone_config: dict,
+    output_stride: int,
+    batches: list[torch.Tensor],
+    channels_last: bool | None = None,
 ) -> tuple[float, float]:
     """Wall and CPU seconds of one pass of the backbone over pre-loaded batches (after one
-    warm-up batch), under inference_mode, with the current torch thread setting."""
+    warm-up batch), under inference_mode, with the current torch thread setting, in the memory
+    format the features stage uses for the architecture unless `channels_last` says."""
+    if channels_last is None:
+        channels_last = architecture(backbone_config["arch"]).channels_last_on_cpu
     backbone = build_backbone(backbone_config, output_stride).eval()
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+        batches = [batch.to(memory_format=torch.channels_last) for batch in batches]
     with torch.inference_mode():
         backbone(batches[0])
         start, cpu = time.perf_counter(), time.process_time()

@@ -1,31 +1,36 @@
-"""Benchmark 2: how close to the machine's limit the backbone's forward pass runs.
+"""Benchmark 2: how close to the machine's limit the bare forward pass runs, per architecture
+and memory format.
 
-Counts the floating-point operations of one ResNet-50 forward (torch's FlopCounterMode, the
-workflow's output stride), times the bare forward loop on pre-loaded tensors, and compares its
-GFLOP/s with a large fp32 matrix multiply on the same threads. Prints the ratio.
+For ResNet-50 at 224 (output stride 16) and 448 (stride 32, the fine-grained protocol),
+ViT-S/16 and VGG16 at 224: the floating-point operations of one forward (torch's
+FlopCounterMode), images/s of the bare forward on pre-loaded random batches in the default
+(contiguous) and the channels-last memory format, and their GFLOP/s against a large fp32 matrix
+multiply on the same threads. The channels-last speed-up per architecture is what
+`Architecture.channels_last_on_cpu` was set from (goal: forward / matmul >= 0.9 for ResNet-50
+in the format the features stage uses).
 
-    .venv/bin/python bench/forward_efficiency.py [--images 64] [--batch-size 16] [--threads 2]
+    .venv/bin/python bench/forward_efficiency.py [--images 32] [--batch-size 16] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _common import bare_forward_seconds, machine, preloaded_batches, synthetic_split
+from _common import bare_forward_seconds, machine, result_row, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones import architecture, build_backbone
 
-OUTPUT_STRIDE = 16
+#: (arch, image size, output stride) measured.
+MODELS = (("resnet50", 224, 16), ("resnet50", 448, 32), ("vit_s16", 224, 16), ("vgg16", 224, 8))
 
 
-def forward_flops(backbone_config: dict, batch: torch.Tensor) -> int:
+def forward_flops(backbone_config: dict, stride: int, batch: torch.Tensor) -> int:
     """Floating-point operations (a multiply-add counts 2) of one forward over `batch`."""
-    backbone = build_backbone(backbone_config, OUTPUT_STRIDE).eval()
+    backbone = build_backbone(backbone_config, stride).eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         backbone(batch)
     return counter.get_total_flops()
@@ -45,29 +50,59 @@ def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--json", type=Path, help="write the table rows for run_all.py here")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
-    backbone = {"arch": "resnet50", "weights": "random", "seed": 0}
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory(prefix="rpsloc-bench-") as folder:
-        manifest = synthetic_split(Path(folder), arguments.images)
-        batches = preloaded_batches(manifest, arguments.batch_size, arguments.size, arguments.size)
-    flops = sum(forward_flops(backbone, batch) for batch in batches)
-    seconds, _ = bare_forward_seconds(backbone, OUTPUT_STRIDE, batches)
-    forward = flops / seconds / 1e9
     peak = matmul_gflops()
-    print(
-        f"ResNet-50 at {arguments.size}, output stride {OUTPUT_STRIDE}, batch "
-        f"{arguments.batch_size}, {arguments.threads} threads: "
-        f"{flops / arguments.images / 1e9:.2f} GFLOP per image"
-    )
-    print(f"bare forward: {forward:.1f} GFLOP/s ({arguments.images / seconds:.2f} images/s)")
     print(f"fp32 matmul 4096 x 4096: {peak:.1f} GFLOP/s")
-    print(f"ratio forward / matmul: {forward / peak:.3f}")
+    rows = []
+    for arch, size, stride in MODELS:
+        config = {"arch": arch, "weights": "random", "seed": 0}
+        generator = torch.Generator().manual_seed(0)
+        count, batch = arguments.images, arguments.batch_size
+        batches = [
+            torch.randn(min(batch, count - i), 3, size, size, generator=generator)
+            for i in range(0, count, batch)
+        ]
+        flops = sum(forward_flops(config, stride, b) for b in batches)
+        speed = {}
+        for channels_last in (False, True):
+            seconds, _ = bare_forward_seconds(config, stride, batches, channels_last)
+            speed[channels_last] = count / seconds
+        used = architecture(arch).channels_last_on_cpu
+        gflops = flops / count * speed[used] / 1e9
+        name = f"{arch} at {size}"
+        print(
+            f"{name} (stride {stride}, batch {batch}, {arguments.threads} threads): "
+            f"{flops / count / 1e9:.2f} GFLOP per image; default format "
+            f"{speed[False]:.2f} images/s, channels-last {speed[True]:.2f} images/s "
+            f"(x{speed[True] / speed[False]:.2f}); the stage uses "
+            f"{'channels-last' if used else 'the default'}: {gflops:.1f} GFLOP/s, "
+            f"{gflops / peak:.3f} of the matmul"
+        )
+        rows.append(
+            result_row(
+                "2. forward",
+                f"{name}: channels-last / default images/s",
+                speed[True] / speed[False],
+                "> 1 where the stage uses it" if used else "(default kept)",
+                (speed[True] > speed[False]) == used,
+            )
+        )
+        rows.append(
+            result_row(
+                "2. forward",
+                f"{name}: forward / fp32 matmul GFLOP/s",
+                gflops / peak,
+                ">= 0.9" if arch == "resnet50" else "",
+                gflops / peak >= 0.9 if arch == "resnet50" else None,
+            )
+        )
+    write_json(arguments.json, rows)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def test_a_users_configfile_replaces_the_default_config(tmp_path):
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(one_dataset("mine")))
     result = dry_run(tmp_path, "--configfile", str(tmp_path / "mine.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "results/mine/summary.csv" in result.stdout
+    assert "results/mine/manifest/" in result.stdout
     assert "results/demo" not in result.stdout
 
 
@@ -91,7 +91,7 @@ def test_without_a_configfile_the_default_config_applies(tmp_path):
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(one_dataset("demo")))
     result = dry_run(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "results/demo/summary.csv" in result.stdout
+    assert "results/demo/manifest/" in result.stdout
 
 
 @pytest.mark.workflow

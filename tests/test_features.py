@@ -1,15 +1,24 @@
 """The features stage's precision: fp32 by default on every device (the authors' numerics),
 bf16 autocast only when asked, each labelled in the file (METHOD.md section 1; bench/RESULTS.md
-benchmark 5), and the output stride the model really has recorded."""
+benchmark 5), the output stride the model really has recorded, and its decoding workers chosen
+from the machine under `num_workers: auto`."""
+
+import os
 
 import numpy as np
 import pytest
+import torch
 
+from rpsloc import devices
+from rpsloc.backbones import build_backbone, checkpoints
 from rpsloc.datasets.records import write_manifest
 from rpsloc.features import extract_shard
 from rpsloc.io import open_h5
 from rpsloc.manifest import build_manifest
+from rpsloc.maps import activation_maps
+from rpsloc.scoremaps import normalize_map
 from rpsloc.synthetic import generate_synthetic_dataset
+from rpsloc.tracking import checkpoint_sha256
 
 BACKBONE = {"arch": "resnet_small", "width": 16, "depth": 1, "weights": "random", "seed": 0}
 
@@ -49,6 +58,60 @@ def test_a_vit_records_the_stride_it_really_has(manifest, tmp_path):
     with open_h5(tmp_path / "vit.h5") as handle:
         assert handle.attrs["output_stride"] == 8
         assert handle["norms"].shape[1:] == (12, 12)
+
+
+#: Largest difference allowed between the [0, 1] score maps of the two memory formats: fp32
+#: sums in another order, then float16 storage of the unit features (half a step at 1: 2.4e-4).
+MEMORY_FORMAT_TOLERANCE = 1e-3
+
+
+def test_channels_last_and_the_default_memory_format_give_the_same_maps(manifest, tmp_path):
+    default, _ = unit_features(manifest, tmp_path / "default.h5", channels_last=False)
+    last, _ = unit_features(manifest, tmp_path / "last.h5", channels_last=True)
+    predictor = default.mean(axis=(0, 1, 2))
+    predictor /= np.linalg.norm(predictor)
+    maps = [
+        np.stack([normalize_map(m) for m in activation_maps(features, predictor)])
+        for features in (default, last)
+    ]
+    assert np.abs(maps[0] - maps[1]).max() <= MEMORY_FORMAT_TOLERANCE
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A checkpoint of the small ResNet and the workflow's record of its SHA-256."""
+    path = tmp_path / "small.pth"
+    torch.save(build_backbone(BACKBONE, 16).state_dict(), path)
+    record = tmp_path / "small.sha256.json"
+    sha, _ = checkpoint_sha256(path, record)
+    return path, record, sha
+
+
+def recorded_sha(manifest, out, checkpoint, record):
+    config = {**BACKBONE, "weights": str(checkpoint)}
+    extract_shard(
+        manifest, "eval", 0, 10, config, 96, 96, 16, out, device="cpu", checkpoint_record=record
+    )
+    with open_h5(out) as handle:
+        return handle.attrs["backbone_checkpoint_sha256"]
+
+
+def test_a_shard_takes_the_checkpoint_sha256_from_the_record_without_hashing_again(
+    manifest, tmp_path, checkpoint, monkeypatch
+):
+    path, record, sha = checkpoint
+    monkeypatch.setattr(checkpoints, "file_sha256", lambda *_: pytest.fail("hashed again"))
+    assert recorded_sha(manifest, tmp_path / "shard.h5", path, record) == sha
+
+
+def test_a_record_that_no_longer_describes_the_checkpoint_is_not_trusted(
+    manifest, tmp_path, checkpoint
+):
+    path, record, sha = checkpoint
+    text = record.read_text().replace(sha, "0" * 64)
+    record.write_text(text)
+    os.utime(path, ns=(1, 1))  # the file changed after the record was written
+    assert recorded_sha(manifest, tmp_path / "shard.h5", path, record) == sha
 
 
 def test_an_unknown_precision_is_refused(manifest, tmp_path):
@@ -92,3 +155,47 @@ def test_a_cnn_stores_no_keys_even_when_a_peer_asks(manifest, tmp_path):
     )
     with open_h5(out) as handle:
         assert "keys" not in handle
+
+
+def on_cores(monkeypatch, cores):
+    """This process sees `cores` CPU cores, through its affinity mask and the core count."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+
+
+def test_auto_starts_no_decoding_worker_on_one_core(monkeypatch):
+    on_cores(monkeypatch, 1)
+    assert devices.data_loader_workers("auto", threads=1) == 0
+    assert devices.prefetch_factor(0) is None
+
+
+def test_auto_starts_one_decoding_worker_beside_two_threads_on_two_cores(monkeypatch):
+    on_cores(monkeypatch, 2)
+    workers = devices.data_loader_workers("auto", threads=2)
+    assert workers == 1
+    assert devices.prefetch_factor(workers) >= 2
+
+
+def test_auto_beside_a_gpu_leaves_one_core_to_the_process_feeding_it(monkeypatch):
+    on_cores(monkeypatch, 8)
+    threads = devices.backbone_threads(torch.device("cuda"))
+    assert devices.data_loader_workers("auto", threads) == 7
+
+
+def test_auto_falls_back_to_the_core_count_without_an_affinity_mask(monkeypatch):
+    on_cores(monkeypatch, 2)
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert devices.data_loader_workers("auto", threads=1) == 1
+
+
+def test_a_number_of_workers_is_taken_as_given(monkeypatch):
+    on_cores(monkeypatch, 1)
+    assert devices.data_loader_workers(3, threads=2) == 3
+
+
+def test_extraction_with_auto_workers_on_two_cores_writes_the_shard(
+    manifest, tmp_path, monkeypatch
+):
+    on_cores(monkeypatch, 2)
+    features, _ = unit_features(manifest, tmp_path / "auto.h5", num_workers="auto")
+    assert features.shape[0] == 4

@@ -254,6 +254,18 @@ def test_a_crop_larger_than_the_image_is_an_error():
         resolved(tiny_config(crop_size=200))
 
 
+def test_decoding_workers_default_to_auto():
+    config = tiny_config()
+    del config["features"]["num_workers"]
+    assert resolved(config).features.num_workers == "auto"
+
+
+def test_auto_workers_may_be_written_in_the_config():
+    config = tiny_config()
+    config["features"]["num_workers"] = "auto"
+    assert resolved(config).features.num_workers == "auto"
+
+
 def test_a_variant_listed_twice_is_an_error_naming_it():
     with pytest.raises(
         InputError, match=r"datasets.tiny.variants lists 'rps' twice \(entries 1 and 3"

@@ -122,6 +122,35 @@ def test_explanations_and_the_selection_curve_are_written(sharded):
         assert (sharded / paths.figure(figure).format(dataset="tiny")).stat().st_size > 0
 
 
+def numbers_config() -> dict:
+    """The fixture backbone, the method's maps, both evaluated splits: explained by default."""
+    config = tiny_config(backbones=["fixture"], variants=["rps", "caam"])
+    config["datasets"] = {"tiny": config["datasets"]["tiny"]}
+    return config
+
+
+def test_the_numbers_only_target_builds_the_summary_and_no_figure(tmp_path):
+    run_snakemake(tmp_path, numbers_config(), "tiny_numbers")
+    summary = pd.read_csv(tmp_path / paths.SUMMARY.format(dataset="tiny"))
+    assert set(summary["variant"]) == {"rps", "caam"}
+    figures = (tmp_path / paths.figure("box_accuracy").format(dataset="tiny")).parent
+    assert not figures.exists()
+    assert not (
+        tmp_path / paths.SELECTION_CURVE.format(dataset="tiny", backbone="fixture", split="test")
+    ).exists()
+
+
+def test_a_config_without_explanations_builds_no_selection_curve(tmp_path):
+    config = numbers_config()
+    config["explanations"] = {"enabled": False}
+    manifests = [paths.MANIFEST.format(dataset="tiny", split=s) for s in ("train", "val", "test")]
+    run_snakemake(tmp_path, config, *manifests)  # the dataset target's inputs depend on them
+    jobs = planned_jobs(run_snakemake(tmp_path, config, "tiny", "--dry-run"))
+    assert "summary" in jobs and "box_accuracy_figure" in jobs
+    explaining = {"selection_curve", "test_explanations", "training_ranking", "selection_figure"}
+    assert not explaining & set(jobs)
+
+
 def test_transfer_uses_the_base_datasets_predictor(sharded):
     with h5py.File(
         sharded / result_files("tiny", "fixture", "rps-from-base", "test").maps

@@ -17,7 +17,12 @@ from tqdm import tqdm
 from rpsloc import __version__
 from rpsloc.backbones.classifiers import build_classifier
 from rpsloc.datasets.records import read_manifest
-from rpsloc.devices import resolve_device
+from rpsloc.devices import (
+    backbone_threads,
+    data_loader_workers,
+    prefetch_factor,
+    resolve_device,
+)
 from rpsloc.io import atomic_h5, write_strings
 from rpsloc.readers import TOP_K
 from rpsloc.transforms import PreprocessedImages
@@ -28,7 +33,7 @@ def predict_split(
     classifier_config: Mapping[str, Any],
     out: str | Path,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | str = 0,
     device: str = "auto",
     provenance: Mapping[str, Any] | None = None,
 ) -> None:
@@ -39,10 +44,12 @@ def predict_split(
     classifier = build_classifier(classifier_config)
     torch_device = resolve_device(device)
     classifier.model.to(torch_device)
+    workers = data_loader_workers(num_workers, backbone_threads(torch_device))
     loader = torch.utils.data.DataLoader(
         PreprocessedImages([r.path for r in records], classifier.image_size, classifier.crop_size),
         batch_size=batch_size,
-        num_workers=num_workers,
+        num_workers=workers,
+        prefetch_factor=prefetch_factor(workers),
         pin_memory=torch_device.type == "cuda",
         shuffle=False,
     )

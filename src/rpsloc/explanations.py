@@ -22,7 +22,6 @@ import pandas as pd
 
 from rpsloc.io import atomic_h5, open_h5, provenance_attrs, write_csv_atomic, write_strings
 from rpsloc.maps import activation_maps
-from rpsloc.metrics import evaluate_activations
 from rpsloc.readers import iter_eval_shards, read_global_representer
 
 
@@ -220,6 +219,9 @@ def selection_curve(
 ) -> pd.DataFrame:
     """Representer point selection: MaxBoxAccV2 (benchmark protocol) of `w*` rebuilt from only
     the top-m training images, for a sweep of m."""
+    # imported here: the rankings and per-image explanations need neither torch nor OpenCV
+    from rpsloc.metrics import evaluate_activations
+
     loaded = read_global_representer(representer)
     sweep = selection_sizes(len(loaded.image_ids), sizes)
     with open_h5(representer) as handle:

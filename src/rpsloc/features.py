@@ -19,9 +19,14 @@ import torch
 from tqdm import tqdm
 
 from rpsloc import __version__
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones import architecture, build_backbone, parse_weights
 from rpsloc.datasets.records import ImageRecord, read_manifest
-from rpsloc.devices import resolve_device
+from rpsloc.devices import (
+    backbone_threads,
+    data_loader_workers,
+    prefetch_factor,
+    resolve_device,
+)
 from rpsloc.io import atomic_h5, write_strings
 from rpsloc.readers import (
     EVAL_ROLE,
@@ -30,7 +35,7 @@ from rpsloc.readers import (
     ImageStatistics,
     shard_count,
 )
-from rpsloc.tracking import shard_images_digest
+from rpsloc.tracking import recorded_checkpoint_sha256, shard_images_digest
 from rpsloc.transforms import PreprocessedImages, boxes_to_crop
 
 log = logging.getLogger(__name__)
@@ -75,11 +80,13 @@ def extract_shard(
     output_stride: int,
     out: str | Path,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | str = 0,
     device: str = "auto",
     provenance: Mapping[str, Any] | None = None,
     precision: str = "fp32",
     discovery: Sequence[str] = (),
+    channels_last: bool | None = None,
+    checkpoint_record: str | Path | None = None,
 ) -> None:
     """Run the backbone over one shard of a manifest and write the role's features to `out`.
 
@@ -89,7 +96,12 @@ def extract_shard(
 
     `precision` is `fp32` (the authors' numerics, the default on every device) or `bf16`
     (autocast for the backbone, an explicit opt-in; the file says which). `output_stride` is the
-    one asked for; the file records the stride the model really has."""
+    one asked for; the file records the stride the model really has. `num_workers` is a number
+    of DataLoader processes or `auto` (`devices.data_loader_workers`, beside torch's threads).
+    `channels_last`: model and images in channels-last memory format; by default on CUDA and,
+    on the CPU, for the architectures where it was measured faster (`channels_last_on_cpu`).
+    `checkpoint_record`: the workflow's record of the checkpoint's SHA-256
+    (`tracking.checkpoint_sha256`), reused while it still describes the file."""
     if role not in (TRAIN_ROLE, EVAL_ROLE):
         raise ValueError(f"role must be '{TRAIN_ROLE}' or '{EVAL_ROLE}', got {role!r}")
     if precision not in PRECISIONS:
@@ -97,15 +109,23 @@ def extract_shard(
     records = shard_records(read_manifest(manifest), shard, shard_size)
     discovery = tuple(discovery) if role == EVAL_ROLE else ()
     torch_device = resolve_device(device)
-    backbone = build_backbone(backbone_config, output_stride).to(torch_device)
+    known_sha256 = None
+    weights = parse_weights(backbone_config.get("weights", "random"))
+    if checkpoint_record and weights.kind == "file":
+        known_sha256 = recorded_checkpoint_sha256(weights.path, Path(checkpoint_record))
+    backbone = build_backbone(backbone_config, output_stride, known_sha256).to(torch_device)
     on_cuda = torch_device.type == "cuda"
     bf16 = precision == "bf16"
-    if on_cuda:
+    if channels_last is None:
+        channels_last = on_cuda or architecture(backbone_config["arch"]).channels_last_on_cpu
+    if channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
+    workers = data_loader_workers(num_workers, backbone_threads(torch_device))
     loader = torch.utils.data.DataLoader(
         PreprocessedImages([r.path for r in records], image_size, crop_size),
         batch_size=batch_size,
-        num_workers=num_workers,
+        num_workers=workers,
+        prefetch_factor=prefetch_factor(workers),
         pin_memory=on_cuda,
         shuffle=False,
     )
@@ -126,7 +146,12 @@ def extract_shard(
         **(provenance or {}),
     }
     log.info(
-        "features: %d images of %s (shard %d) on %s", len(records), manifest, shard, torch_device
+        "features: %d images of %s (shard %d) on %s, %d decoding worker(s)",
+        len(records),
+        manifest,
+        shard,
+        torch_device,
+        workers,
     )
     with atomic_h5(out, attrs) as handle:
         write_strings(handle, "image_ids", [record.image_id for record in records])
@@ -142,7 +167,7 @@ def extract_shard(
         with torch.inference_mode():
             for images in tqdm(loader, desc=f"features shard {shard}", unit="batch", mininterval=5):
                 images = images.to(torch_device, non_blocking=on_cuda)
-                if on_cuda:
+                if channels_last:
                     images = images.to(memory_format=torch.channels_last)
                 with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=bf16):
                     features, extras = backbone_pass(backbone, images, discovery)

@@ -76,7 +76,7 @@ class FeatureSettings:
 
     shard_size: int
     batch_size: int
-    num_workers: int
+    num_workers: int | str  # DataLoader processes, or `auto` (rpsloc.devices, per job)
     device: str
     precision: str  # fp32, or bf16 autocast (an explicit opt-in)
 
@@ -144,8 +144,11 @@ class BoxSettings:
 
 @dataclass(frozen=True)
 class ExplanationSettings:
-    """`explanations:` how many representers per test image and which selection sizes."""
+    """`explanations:` whether the dataset targets build them (the rankings, the per-test-image
+    representers, the selection curve and their figures), how many representers per test image
+    and which selection sizes."""
 
+    enabled: bool
     top_k: int
     selection_sizes: tuple[int, ...]
     gallery_images: int
@@ -301,7 +304,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
         features=FeatureSettings(
             shard_size=features.get("shard_size", 1000),
             batch_size=features.get("batch_size", 32),
-            num_workers=features.get("num_workers", 4),
+            num_workers=features.get("num_workers", "auto"),
             device=features.get("device", "auto"),
             precision=features.get("precision", "fp32"),
         ),
@@ -311,6 +314,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             overlay_images=evaluation.get("overlay_images", 8),
         ),
         explanations=ExplanationSettings(
+            enabled=explanations.get("enabled", True),
             top_k=explanations.get("top_k", 5),
             selection_sizes=tuple(explanations.get("selection_sizes", ())),
             gallery_images=explanations.get("gallery_images", 4),

@@ -174,16 +174,9 @@ def checkpoint_sha256(checkpoint: Path, record: Path) -> tuple[str, list[str]]:
     so becomes newer than everything computed before) only when the SHA-256 changed; a copy
     with the same bytes updates it quietly. Returns the SHA-256 and the sentences to log."""
     checkpoint, record = Path(checkpoint), Path(record)
-    stat = checkpoint.stat()
-    key = {
-        "checkpoint": str(checkpoint.resolve()),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "ctime_ns": stat.st_ctime_ns,
-        "inode": stat.st_ino,
-    }
+    key = _checkpoint_key(checkpoint)
     previous = _read_record(record)
-    if previous is not None and all(previous.get(name) == value for name, value in key.items()):
+    if previous is not None and _describes(previous, key):
         return previous["sha256"], []
     sha = file_sha256(checkpoint)
     text = json.dumps({**key, "sha256": sha}, indent=2) + "\n"
@@ -199,6 +192,32 @@ def checkpoint_sha256(checkpoint: Path, record: Path) -> tuple[str, list[str]]:
         f"checkpoint {checkpoint} changed: sha256 {sha[:16]}... now, {previous['sha256'][:16]}... "
         f"when {record} was written; what was computed from it is recomputed"
     ]
+
+
+def recorded_checkpoint_sha256(checkpoint: Path, record: Path) -> str | None:
+    """The SHA-256 `record` holds while `checkpoint`'s size, modification time, change time
+    and inode are still those recorded, else None: a job reuses the hash the workflow took
+    once per run instead of reading the whole file again (bench/job_overhead.py)."""
+    previous = _read_record(Path(record))
+    if previous is None or not _describes(previous, _checkpoint_key(Path(checkpoint))):
+        return None
+    return previous["sha256"]
+
+
+def _checkpoint_key(checkpoint: Path) -> dict:
+    """What identifies a checkpoint file without reading it."""
+    stat = checkpoint.stat()
+    return {
+        "checkpoint": str(checkpoint.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
+    }
+
+
+def _describes(record: dict, key: dict) -> bool:
+    return all(record.get(name) == value for name, value in key.items())
 
 
 def _read_record(record: Path) -> dict | None:

@@ -560,7 +560,7 @@ def figures(dataset, names):
 
 def explanation_outputs(dataset):
     settings = SETTINGS.datasets[dataset]
-    if not settings.explained:
+    if not (settings.explained and SETTINGS.explanations.enabled):
         return []
     outputs = figures(dataset, EXPLANATION_FIGURES)
     if split_has_ground_truth(dataset, settings.headline_split):
@@ -596,6 +596,14 @@ def dataset_outputs(dataset):
         *explanation_outputs(dataset),
         *pretraining_outputs(dataset),
     ]
+
+
+def dataset_numbers(dataset):
+    """What a dataset's numbers-only target builds: its summary table (no figure, explanation
+    or selection curve), or a base dataset's w*."""
+    if not SETTINGS.datasets[dataset].eval_splits:
+        return dataset_outputs(dataset)
+    return [paths.SUMMARY.format(dataset=dataset)]
 
 
 def dataset_target(dataset):

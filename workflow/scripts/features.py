@@ -23,6 +23,7 @@ with to_log(snakemake.log[0]):
         device=settings["device"],
         precision=settings["precision"],
         discovery=snakemake.params.discovery,
+        checkpoint_record=snakemake.input.get("checkpoint_record") or None,
         provenance={
             "dataset": snakemake.wildcards.dataset,
             "split": snakemake.wildcards.split,

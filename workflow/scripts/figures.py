@@ -1,6 +1,17 @@
-from rpsloc.figures import curves, galleries
+import importlib
+
 from rpsloc.io import read_csv
 from rpsloc.logging import to_log
+
+
+def curves():
+    """rpsloc.figures.curves, imported by the plots of numbers only (no torch)."""
+    return importlib.import_module("rpsloc.figures.curves")
+
+
+def galleries():
+    """rpsloc.figures.galleries, imported by the pictures of images only (torch, OpenCV)."""
+    return importlib.import_module("rpsloc.figures.galleries")
 
 
 def predicted(draw, count):
@@ -16,19 +27,19 @@ def predicted(draw, count):
 
 
 FIGURES = {
-    "box_accuracy_figure": lambda: curves.plot_box_accuracy(
+    "box_accuracy_figure": lambda: curves().plot_box_accuracy(
         snakemake.params.results, snakemake.params.split, snakemake.output[0]
     ),
-    "precision_recall_figure": lambda: curves.plot_precision_recall(
+    "precision_recall_figure": lambda: curves().plot_precision_recall(
         snakemake.params.results, snakemake.params.split, snakemake.output[0]
     ),
-    "selection_figure": lambda: curves.plot_selection_curves(
+    "selection_figure": lambda: curves().plot_selection_curves(
         dict(snakemake.input.items()), snakemake.output[0]
     ),
-    "pretrain_loss_figure": lambda: curves.plot_pretraining_loss(
+    "pretrain_loss_figure": lambda: curves().plot_pretraining_loss(
         read_csv(snakemake.input[0]), snakemake.output[0]
     ),
-    "overlay_figure": lambda: galleries.plot_overlays(
+    "overlay_figure": lambda: galleries().plot_overlays(
         maps=snakemake.input.maps,
         summary=snakemake.input.summary,
         eval_shard=snakemake.input.shard,
@@ -36,7 +47,7 @@ FIGURES = {
         out=snakemake.output[0],
         count=snakemake.params.images,
     ),
-    "best_and_worst_figure": lambda: galleries.plot_best_and_worst(
+    "best_and_worst_figure": lambda: galleries().plot_best_and_worst(
         maps=snakemake.input.maps,
         images=snakemake.input.images,
         eval_shards=list(snakemake.input.shards),
@@ -44,13 +55,13 @@ FIGURES = {
         out=snakemake.output[0],
         count=max(1, (snakemake.params.images + 1) // 2),
     ),
-    "representer_values_figure": lambda: galleries.plot_representer_values(
+    "representer_values_figure": lambda: galleries().plot_representer_values(
         representer=snakemake.input.representer,
         manifest=snakemake.input.manifest,
         out=snakemake.output[0],
         count=snakemake.params.images,
     ),
-    "representer_gallery_figure": lambda: galleries.plot_representer_gallery(
+    "representer_gallery_figure": lambda: galleries().plot_representer_gallery(
         explanations=snakemake.input.explanations,
         maps=snakemake.input.maps,
         images=snakemake.input.images,
@@ -61,9 +72,9 @@ FIGURES = {
         count=snakemake.params.images,
         per_side=snakemake.params.per_side,
     ),
-    "predictions_figure": lambda: predicted(galleries.plot_predictions, snakemake.params.images),
+    "predictions_figure": lambda: predicted(galleries().plot_predictions, snakemake.params.images),
     "objectness_figure": lambda: predicted(
-        galleries.plot_objectness, max(1, (snakemake.params.images + 1) // 2)
+        galleries().plot_objectness, max(1, (snakemake.params.images + 1) // 2)
     ),
 }
 

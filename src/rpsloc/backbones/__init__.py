@@ -13,7 +13,8 @@ installed plugins (entry points of the group `rpsloc.backbones`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import entry_points
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from rpsloc.backbones.resnet import ccam_resnet50, resnet50, resnet_small
 from rpsloc.backbones.vgg import vgg16, vgg16_bn
@@ -36,6 +38,8 @@ __all__ = [
     "arch_options",
     "architecture",
     "build_backbone",
+    "materialize_on_cpu",
+    "on_meta_device",
     "effective_output_stride",
     "parse_weights",
 ]
@@ -53,13 +57,16 @@ class Architecture:
     with the config keys named in `options` that a backbone entry sets (sizing keys such as
     `width` and `depth`). `patch_grid`: the features lie on a ViT's patch grid, so its single
     output stride is its patch size and another requested stride is replaced by it, with a
-    warning, instead of refused (METHOD.md 4).
+    warning, instead of refused (METHOD.md 4). `channels_last_on_cpu`: the features stage runs
+    model and images in channels-last memory format on the CPU too (as on CUDA), where that was
+    measured faster (bench/RESULTS.md, the forward benchmark).
     """
 
     factory: Callable[..., nn.Module]
     output_strides: tuple[int, ...]
     options: tuple[str, ...] = ()
     patch_grid: bool = False
+    channels_last_on_cpu: bool = False
 
     def __post_init__(self) -> None:
         if not self.output_strides or (self.patch_grid and len(self.output_strides) != 1):
@@ -128,11 +135,13 @@ _DINOV2_REG: dict[str, Any] = {
 #: hold iBOT's and MAE's checkpoints, which have their names and heads; MoCo v3's ViT-S has 12
 #: heads where DINO's has 6, so MoCo v3 has its own (docs/backbones.md).
 BUILT_IN: dict[str, Architecture] = {
-    "resnet50": Architecture(resnet50, (32, 16, 8)),
-    "ccam": Architecture(ccam_resnet50, (16, 8)),
-    "resnet_small": Architecture(resnet_small, (32, 16, 8), options=("width", "depth")),
-    "vgg16": Architecture(vgg16, (8,)),
-    "vgg16_bn": Architecture(vgg16_bn, (8,)),
+    "resnet50": Architecture(resnet50, (32, 16, 8), channels_last_on_cpu=True),
+    "ccam": Architecture(ccam_resnet50, (16, 8), channels_last_on_cpu=True),
+    "resnet_small": Architecture(
+        resnet_small, (32, 16, 8), options=("width", "depth"), channels_last_on_cpu=True
+    ),
+    "vgg16": Architecture(vgg16, (8,), channels_last_on_cpu=True),
+    "vgg16_bn": Architecture(vgg16_bn, (8,), channels_last_on_cpu=True),
     "vit_s16": _vit("vit_s16", 16, 384, 12, 6),
     "vit_s8": _vit("vit_s8", 8, 384, 12, 6),
     "vit_b16": _vit("vit_b16", 16, 768, 12, 12),
@@ -214,7 +223,36 @@ def arch_options(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: config[key] for key in allowed if key in config}
 
 
-def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
+class _MetaNormalSkipped(TorchFunctionMode):
+    """`Tensor.normal_` left undone on meta tensors, whose values a checkpoint replaces anyway:
+    on the meta device torch runs it through a Python reference whose first call imports
+    torch._dynamo, about 1.5 s paid by every job that loads a ResNet or VGG checkpoint
+    (bench/job_overhead.py)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.normal_ and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def on_meta_device() -> Iterator[None]:
+    """Modules built inside hold meta tensors (names and shapes, no memory, no init), for a
+    checkpoint to fill."""
+    with torch.device("meta"), _MetaNormalSkipped():
+        yield
+
+
+def materialize_on_cpu(model: nn.Module) -> None:
+    """`model.to_empty(device="cpu")` for a model built `on_meta_device`, without torch's
+    Python reference of `empty_like` for meta tensors, whose first call imports sympy (about
+    1 s per job that loads a checkpoint)."""
+    model._apply(lambda tensor: torch.empty(tensor.shape, dtype=tensor.dtype))
+
+
+def build_backbone(
+    config: Mapping[str, Any], output_stride: int, checkpoint_sha256: str | None = None
+) -> nn.Module:
     """A frozen backbone in eval mode from a config entry (docs/architecture.md, "Backbones").
 
     `config`: `arch` (a built-in or a plugin architecture), `weights` (`random`, `none` or a
@@ -253,7 +291,7 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
             )
         fmt_name = "none"
     else:
-        with torch.device("meta"):
+        with on_meta_device():
             model = factory(**options)
         if not model.state_dict():
             raise InputError(
@@ -269,9 +307,9 @@ def build_backbone(config: Mapping[str, Any], output_stride: int) -> nn.Module:
 
         max_bytes = int(config.get("max_checkpoint_bytes", DEFAULT_MAX_BYTES))
         state, report = load_checkpoint_state(
-            source.path, arch, checkpoint_format, options, max_bytes
+            source.path, arch, checkpoint_format, options, max_bytes, checkpoint_sha256
         )
-        model.to_empty(device="cpu")
+        materialize_on_cpu(model)
         apply_checkpoint_state(model, state)
         sha, fmt_name = report.checkpoint_sha256, report.format
         logger.info("%s", report.summary())

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from rpsloc.backbones import BUILT_IN, arch_options, architecture
+from rpsloc.backbones import BUILT_IN, arch_options, architecture, on_meta_device
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.io import file_sha256
 
@@ -529,7 +529,7 @@ def _meta_model(arch: str, options: Mapping[str, Any]) -> nn.Module:
     """`arch` built on the meta device (names and shapes; no memory, no init) at its first
     output stride: no parameter's shape depends on the stride."""
     record = architecture(arch)
-    with torch.device("meta"):
+    with on_meta_device():
         return record.factory(record.output_strides[0], **options)
 
 
@@ -688,6 +688,7 @@ def load_checkpoint_state(
     checkpoint_format: str = "auto",
     options: Mapping[str, Any] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    sha256: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """The backbone state dict of a checkpoint, checked strictly against `arch` (METHOD.md 4).
 
@@ -699,6 +700,7 @@ def load_checkpoint_state(
     for `arch` is tried and one must fit (`fit_checkpoint`). `options` size a configurable
     architecture (its record's `options`); None takes those the checkpoint records, else the
     defaults. A file holding more than `max_bytes` uncompressed is refused before it is read.
+    `sha256`: the file's SHA-256 when the caller already knows it (else it is computed).
     Raises `CheckpointError`.
     """
     path = Path(path)
@@ -709,7 +711,9 @@ def load_checkpoint_state(
         options = _recorded_options(raw, arch)
     options = arch_options(arch, options)
     expected = _expected_shapes(arch, options)
-    return fit_checkpoint(raw, path, arch, expected, checkpoint_format, options=options)
+    return fit_checkpoint(
+        raw, path, arch, expected, checkpoint_format, options=options, sha256=sha256
+    )
 
 
 def fit_checkpoint(
@@ -721,9 +725,11 @@ def fit_checkpoint(
     formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
     kind: str = "backbone",
     options: Mapping[str, Any] | None = None,
+    sha256: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
-    """The state dict of a checkpoint `raw` (read from `path`) that fits the parameter and
-    buffer shapes `expected` of `arch`, in `checkpoint_format` or, with "auto", in one of the
+    """The state dict of a checkpoint `raw` (read from `path`, whose SHA-256 is `sha256` or
+    computed) that fits the parameter and buffer shapes `expected` of `arch`, in
+    `checkpoint_format` or, with "auto", in one of the
     `formats` published for `arch`: the one that fits, or of several the most specific
     (`_Fit.specificity`; a tie is an error). The rules of `load_checkpoint_state`. `kind`
     names the tensors in messages. Raises `CheckpointError`."""
@@ -779,7 +785,7 @@ def fit_checkpoint(
         format=fit.fmt.name,
         n_loaded=len(fit.state) - len(fit.filled),
         ignored_keys=fit.ignored,
-        checkpoint_sha256=file_sha256(path),
+        checkpoint_sha256=sha256 or file_sha256(path),
         path=str(path),
         arch=arch,
         defaulted_keys=fit.defaulted,

@@ -30,7 +30,13 @@ from efficientnet_pytorch import EfficientNet
 from efficientnet_pytorch.utils import efficientnet_params
 from torch import nn
 
-from rpsloc.backbones import architecture, build_backbone, parse_weights
+from rpsloc.backbones import (
+    architecture,
+    build_backbone,
+    materialize_on_cpu,
+    on_meta_device,
+    parse_weights,
+)
 from rpsloc.backbones.checkpoints import (
     CHECKPOINT_FORMATS,
     CheckpointFormat,
@@ -229,7 +235,7 @@ def _load_strict(
     state, report = fit_checkpoint(
         raw, Path(path), arch, _expected(model), checkpoint_format, formats, kind
     )
-    model.to_empty(device="cpu")
+    materialize_on_cpu(model)
     apply_checkpoint_state(model, state)
     logger.info("%s", report.summary())
     return model, report
@@ -273,7 +279,7 @@ def build_classifier(config: Mapping[str, Any]) -> Classifier:
         if parse_weights(weights).kind == "random":
             model = _random(factory, seed)
         else:
-            with torch.device("meta"):
+            with on_meta_device():
                 model = factory()
             model, report = _load_strict(
                 model, weights, arch, checkpoint_format, formats, "classifier `weights`",
@@ -324,7 +330,7 @@ def _dino_linear(settings: Mapping[str, Any], provenance: dict[str, Any]) -> Din
     }
     model = _random(lambda: DinoLinearClassifier(backbone, *options, avgpool), settings["seed"])
     if head_path is not None:
-        with torch.device("meta"):
+        with on_meta_device():
             head = nn.Module()
             head.linear = nn.Linear(model.linear.in_features, model.linear.out_features)
         head, report = _load_strict(

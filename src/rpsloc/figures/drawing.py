@@ -17,7 +17,6 @@ from PIL import Image  # noqa: E402
 
 from rpsloc.boxes import threshold_boxes  # noqa: E402
 from rpsloc.io import atomic_path  # noqa: E402
-from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 PREDICTED_COLOUR = "#e6194b"
 GROUND_TRUTH_COLOUR = "#3cb44b"
@@ -36,6 +35,9 @@ def save_figure(figure, out: str | Path, tight: bool = True) -> None:
 
 
 def unnormalise(picture) -> np.ndarray:
+    # imported here: the plots of numbers use this module without torch (rpsloc.transforms)
+    from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD
+
     mean = np.array(IMAGENET_MEAN)[:, None, None]
     std = np.array(IMAGENET_STD)[:, None, None]
     return np.clip(picture.numpy() * std + mean, 0, 1).transpose(1, 2, 0)
