@@ -158,7 +158,7 @@ def run_snakemake(
 ) -> subprocess.CompletedProcess:
     """Run the repository's workflow in `workdir` with `config` written to its config file."""
     command = snakemake_command(workdir, config, *arguments)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-6000:]}")
     return result
