@@ -184,6 +184,9 @@ def test_classwise_predictors_from_predicted_classes_need_the_training_splits_pr
 ):
     config = classifier_config()
     config["datasets"]["tiny"]["variants"] = ["rps_classwise_pred"]
+    # a dry run plans past the manifests (a checkpoint) only once they exist
+    manifests = [paths.MANIFEST.format(dataset="tiny", split=split) for split in ("train", "val")]
+    run_snakemake(tmp_path, config, *manifests)
     result = run_snakemake(tmp_path, config, paths.SUMMARY.format(dataset="tiny"), "--dry-run")
     assert re.search(r"^classify\s+2$", result.stdout, re.M)  # the training split and val
     assert "representer/classwise-pred.h5" in result.stdout

@@ -127,7 +127,7 @@ def test_a_run_prints_its_progress_in_a_few_lines_and_no_job_details(tmp_path):
 def test_make_demo_ends_saying_where_the_numbers_the_figures_and_the_report_are():
     repository = Path(__file__).resolve().parents[1]
     result = subprocess.run(
-        ["make", "--dry-run", "--always-make", "demo"],
+        ["make", "--no-print-directory", "--dry-run", "--always-make", "demo"],
         cwd=repository,
         capture_output=True,
         text=True,

@@ -338,7 +338,7 @@ def test_a_split_with_masks_and_no_boxes_has_pxap_and_no_box_acc_rows(folder_run
     mask = tmp_path / "mask.png"
     Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 4)).save(mask)
     records = {
-        record.image_id: replace(record, mask_paths=(mask,))
+        record.image_id: replace(record, mask_paths=(mask,), fingerprints=())
         for record in read_manifest(split["manifest"])
     }
     maps = read_maps(split["maps"])

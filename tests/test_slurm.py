@@ -240,7 +240,10 @@ def slurm_run(slurm_env, tmp_path_factory) -> Path:
         TARGET,
         "--groups",
         *(f"{rule}=prepare" for rule in ("synthetic", "manifest")),
-        *(f"{rule}=evaluate" for rule in ("representer", "maps", "metrics", "summary")),
+        *(
+            f"{rule}=evaluate"
+            for rule in ("representer", "maps", "metrics", "boxes", "corloc", "summary")
+        ),
         "--workflow-profile",
         str(profile),
         "--slurm-status-command",
