@@ -83,7 +83,7 @@ def test_changing_an_evaluation_setting_reruns_only_evaluation(sharded):
     config = tiny_config()
     config["evaluation"]["cam_curve_interval"] = 0.02
     jobs = planned_jobs(run_snakemake(sharded, config, "tiny", "--dry-run"))
-    assert jobs.get("metrics") == 28
+    assert jobs.get("metrics") == 28 and jobs.get("summary") == 1
     assert not {"synthetic", "manifest", "features", "representer", "maps"} & set(jobs)
 
 

@@ -262,9 +262,32 @@ def get_pretrain_manifest(wildcards):
     return paths.MANIFEST.format(dataset=dataset, split=split)
 
 
+def related_datasets(dataset):
+    """A dataset and, transitively, the base datasets whose w* its variants transfer."""
+    found = [dataset]
+    for name in found:
+        bases = {variant.base_dataset for variant in SETTINGS.datasets[name].variants}
+        found += sorted(bases - {None} - set(found))
+    return found
+
+
+def manifest_of(dataset, split):
+    """A split's manifest, once it exists (the manifest is a checkpoint).
+
+    Every manifest that the dataset's jobs read is asked for first, always in the same order.
+    Snakemake re-evaluates the input function that asked for a missing checkpoint output, but
+    not the jobs created by that re-evaluation: a manifest first asked for by one of those
+    would leave it planned without its real inputs, and a changed setting would not rerun it.
+    """
+    for name in related_datasets(dataset):
+        for each in SETTINGS.datasets[name].splits:
+            checkpoints.manifest.get(dataset=name, split=each)
+    return checkpoints.manifest.get(dataset=dataset, split=split).output[0]
+
+
 def feature_shards(dataset, backbone, split):
     """All feature shards of a split; their number is known once the manifest exists."""
-    manifest = checkpoints.manifest.get(dataset=dataset, split=split).output[0]
+    manifest = manifest_of(dataset, split)
     with open(manifest) as stream:
         n_images = sum(1 for _ in stream) - 1
     count = shard_count(n_images, SETTINGS.features.shard_size)
@@ -347,7 +370,7 @@ def split_has_ground_truth(dataset, split):
     """Whether any image of a split has a ground-truth box or mask, known once its manifest
     exists (the manifest is a checkpoint). A split without is a prediction split: maps, boxes
     and their figures, no metrics (docs/boxes.md)."""
-    manifest = checkpoints.manifest.get(dataset=dataset, split=split).output[0]
+    manifest = manifest_of(dataset, split)
     return _has_ground_truth(manifest, os.stat(manifest).st_mtime_ns)
 
 
