@@ -4,7 +4,8 @@ Runs, each in its own process on this machine: (1) the fidelity workload against
 code (fidelity_workload.py), (2) the bare forward per architecture and memory format
 (forward_efficiency.py), (3) the features rule against the bare forward
 (extraction_throughput.py), (4) the demo workflow (demo_workflow.py), (5) `rpsloc evaluate`
-against the WSOL benchmark's evaluator (wsol_evaluator.py), the fixed cost per job
+against the WSOL benchmark's evaluator (wsol_evaluator.py), the decode-bound ceiling of
+the cores (decode_ceiling.py), the fixed cost per job
 (job_overhead.py) and the accelerator benchmark (accelerator.py; it says so when there is no
 CUDA device). Each hands back its rows; the table between the markers of RESULTS.md is
 replaced by them, with the machine and the date. `--quick` runs every benchmark at a tiny size
@@ -52,10 +53,15 @@ def commands(arguments: argparse.Namespace, folder: Path) -> dict[str, list[str]
     """Each benchmark's command line (without --json), full size or quick."""
     quick = arguments.quick
     if arguments.prepared and not quick:
-        fidelity_set = ["--prepared", str(arguments.prepared)]
+        image_source = ["--prepared", str(arguments.prepared)]
+        fidelity_set = image_source
     else:
-        counts = ["6", "4", "6"] if quick else list(FIDELITY_COUNTS)
-        fidelity_set = ["--generate", *counts, "--wsol-metadata", str(arguments.wsol_metadata)]
+        image_source = ["--wsol-metadata", str(arguments.wsol_metadata)]
+        fidelity_set = [
+            "--generate",
+            *(["6", "4", "6"] if quick else FIDELITY_COUNTS),
+            *image_source,
+        ]
     return {
         "fidelity_workload": [
             "--authors-code",
@@ -73,6 +79,10 @@ def commands(arguments: argparse.Namespace, folder: Path) -> dict[str, list[str]
             "--python",
             arguments.wsol_python,
             *(["--images", "20"] if quick else []),
+        ],
+        "decode_ceiling": [
+            *(["--images", "8"] if quick else []),
+            *image_source,
         ],
         "job_overhead": ["--repeats", "1"] if quick else [],
         "accelerator": ["--images", "20"] if quick else [],
