@@ -8,7 +8,6 @@ is defined once.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def normalize_map(activation: np.ndarray) -> np.ndarray:
@@ -24,7 +23,11 @@ def normalize_map(activation: np.ndarray) -> np.ndarray:
 
 
 def upsample_map(score_map: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling to `size` x `size` with align_corners=True, as the authors do."""
+    """Bilinear upsampling to `size` x `size` with align_corners=True, as the authors do:
+    torch's own kernel, for their numbers to the bit (imported here, not with the module, so
+    that jobs and commands reading score maps without upsampling start without torch)."""
+    import torch
+
     tensor = torch.from_numpy(np.ascontiguousarray(score_map, dtype=np.float32))[None, None]
     resized = torch.nn.functional.interpolate(
         tensor, size=(size, size), mode="bilinear", align_corners=True
