@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +224,14 @@ def test_a_crop_mask_goes_back_to_the_original_size_with_the_cut_margin_as_backg
     mask = mask_from_crop(crop_mask, width=16, height=8, size=8)
     assert mask.shape == (8, 16)
     assert mask[2:6, 4:12].all() and mask.sum() == 4 * 8
+
+
+def test_the_metrics_boxes_and_corloc_modules_import_without_torch():
+    """Their jobs start in a fraction of the time when the box, mask and score-map geometry
+    does not bring torch in with it (torch comes when a tensor is made)."""
+    modules = "rpsloc.metrics, rpsloc.metrics.corloc, rpsloc.metrics.folder, rpsloc.boxes.predicted"
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
