@@ -13,6 +13,7 @@ import torch
 
 from rpsloc.backbones import architecture, build_backbone
 from rpsloc.datasets.records import read_manifest, write_manifest
+from rpsloc.devices import keep_freed_memory
 from rpsloc.manifest import build_manifest
 from rpsloc.synthetic import generate_synthetic_dataset
 from rpsloc.transforms import load_rgb, preprocess
@@ -67,7 +68,9 @@ def bare_forward_seconds(
 ) -> tuple[float, float]:
     """Wall and CPU seconds of one pass of the backbone over pre-loaded batches (after one
     warm-up batch), under inference_mode, with the current torch thread setting, in the memory
-    format the features stage uses for the architecture unless `channels_last` says."""
+    format the features stage uses for the architecture unless `channels_last` says, with the
+    stage's allocator setting (`devices.keep_freed_memory`)."""
+    keep_freed_memory(torch.device("cpu"))
     if channels_last is None:
         channels_last = architecture(backbone_config["arch"]).channels_last_on_cpu
     backbone = build_backbone(backbone_config, output_stride).eval()

@@ -1,9 +1,14 @@
 """The features stage's precision: fp32 by default on every device (the authors' numerics),
 bf16 autocast only when asked, each labelled in the file (METHOD.md section 1; bench/RESULTS.md
 benchmark 5), the output stride the model really has recorded, and its decoding workers chosen
-from the machine under `num_workers: auto`."""
+from the machine under `num_workers: auto`; on the CPU its tensors come from a heap that keeps
+freed memory for the next batch."""
 
 import os
+import platform
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -199,3 +204,43 @@ def test_extraction_with_auto_workers_on_two_cores_writes_the_shard(
     on_cores(monkeypatch, 2)
     features, _ = unit_features(manifest, tmp_path / "auto.h5", num_workers="auto")
     assert features.shape[0] == 4
+
+
+#: Run in a fresh process (the allocator setting is the process's): extract a shard on the CPU,
+#: then allocate and free 64 MB, and print glibc's count of bytes in separately mapped chunks
+#: before and after the allocation, and the heap's size after the free.
+HEAP_PROBE = """
+import ctypes, sys, torch
+from rpsloc.features import extract_shard
+fields = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in fields.split()]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+extract_shard(sys.argv[1], "eval", 0, 10, {backbone!r}, 96, 96, 16, sys.argv[2], device="cpu")
+mapped = libc.mallinfo2().hblkhd
+tensor = torch.ones(16 * 2**20)
+mapped_with_tensor = libc.mallinfo2().hblkhd
+del tensor
+print(mapped, mapped_with_tensor, libc.mallinfo2().arena)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
+def test_a_cpu_extraction_serves_large_tensors_from_the_heap_and_keeps_them_when_freed(
+    manifest, tmp_path
+):
+    probe = textwrap.dedent(HEAP_PROBE).format(backbone=BACKBONE)
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(manifest), str(tmp_path / "features.h5")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mapped, mapped_with_tensor, heap = map(int, run.stdout.split())
+    assert mapped_with_tensor == mapped  # the 64 MB came from the heap, not a mapping of its own
+    assert heap >= 64 * 2**20  # and stay there for the next batch
+
+
+def test_the_allocator_is_left_alone_on_a_gpu():
+    assert not devices.keep_freed_memory(torch.device("cuda"))

@@ -20,6 +20,7 @@ from rpsloc.datasets.records import read_manifest
 from rpsloc.devices import (
     backbone_threads,
     data_loader_workers,
+    keep_freed_memory,
     prefetch_factor,
     resolve_device,
 )
@@ -43,6 +44,7 @@ def predict_split(
     records = read_manifest(manifest)
     classifier = build_classifier(classifier_config)
     torch_device = resolve_device(device)
+    keep_freed_memory(torch_device)
     classifier.model.to(torch_device)
     workers = data_loader_workers(num_workers, backbone_threads(torch_device))
     loader = torch.utils.data.DataLoader(

@@ -24,6 +24,7 @@ from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.devices import (
     backbone_threads,
     data_loader_workers,
+    keep_freed_memory,
     prefetch_factor,
     resolve_device,
 )
@@ -109,6 +110,7 @@ def extract_shard(
     records = shard_records(read_manifest(manifest), shard, shard_size)
     discovery = tuple(discovery) if role == EVAL_ROLE else ()
     torch_device = resolve_device(device)
+    keep_freed_memory(torch_device)
     known_sha256 = None
     weights = parse_weights(backbone_config.get("weights", "random"))
     if checkpoint_record and weights.kind == "file":
