@@ -84,7 +84,8 @@ def state_digest(model: torch.nn.Module) -> str:
 def tiny_config(**dataset_overrides) -> dict:
     """A workflow configuration small enough to run in seconds: the synthetic set, the
     colourfulness fixture backbone and a small random ResNet-50 pass, every kind of map
-    variant, and a second synthetic set that serves only as the base of a transferred w*."""
+    variant, and a second synthetic set (one shard of training images) that serves only as the
+    base of a transferred w*."""
     dataset = {
         "adapter": "synthetic",
         "synthetic": {
@@ -114,7 +115,7 @@ def tiny_config(**dataset_overrides) -> dict:
     }
     base = {
         **dataset,
-        "synthetic": {**dataset["synthetic"], "seed": 2},
+        "synthetic": {**dataset["synthetic"], "splits": {"train": 4}, "seed": 2},
         "eval_splits": [],
         "variants": [],
     }
@@ -134,14 +135,24 @@ def tiny_config(**dataset_overrides) -> dict:
     }
 
 
-def snakemake_command(workdir: Path, config: dict, *arguments: str) -> list[str]:
+#: How the tests' local runs schedule the GPU rules on CI's two cores: the default profile
+#: holds a GPU for each (`resources: gpu=1`), so on a machine without one they would run one at
+#: a time on two threads; the tests' backbones are tiny, so two run side by side on one thread
+#: each. Every comparison of two runs compares runs made the same way.
+SIDE_BY_SIDE = ("--set-threads", "features=1", "--resources", "gpu=2")
+
+
+def snakemake_command(
+    workdir: Path, config: dict, *arguments: str, side_by_side: bool = True
+) -> list[str]:
     """The command line running the repository's workflow in `workdir`, with `config` written
-    to its config file."""
+    to its config file (and `SIDE_BY_SIDE`, unless asked not to)."""
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return [
         str(SNAKEMAKE),
         *arguments,
+        *(SIDE_BY_SIDE if side_by_side else ()),
         "--snakefile",
         str(REPO / "workflow" / "Snakefile"),
         "--directory",
@@ -154,10 +165,15 @@ def snakemake_command(workdir: Path, config: dict, *arguments: str) -> list[str]
 
 
 def run_snakemake(
-    workdir: Path, config: dict, *arguments: str, check: bool = True, env: dict | None = None
+    workdir: Path,
+    config: dict,
+    *arguments: str,
+    check: bool = True,
+    env: dict | None = None,
+    side_by_side: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run the repository's workflow in `workdir` with `config` written to its config file."""
-    command = snakemake_command(workdir, config, *arguments)
+    command = snakemake_command(workdir, config, *arguments, side_by_side=side_by_side)
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-6000:]}")
@@ -181,12 +197,17 @@ RELIABILITY_TARGETS = (
 )
 
 
+#: Where `reference_run` keeps what the run printed on the terminal (stdout, then stderr).
+CONSOLE = "console.txt"
+
+
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory) -> Path:
     """One uninterrupted run of `reliability_config`, the reference of the determinism and
-    kill-and-resume tests."""
+    kill-and-resume tests; its terminal output is in `CONSOLE`."""
     workdir = tmp_path_factory.mktemp("reference")
-    run_snakemake(workdir, reliability_config(), *RELIABILITY_TARGETS)
+    result = run_snakemake(workdir, reliability_config(), *RELIABILITY_TARGETS)
+    (workdir / CONSOLE).write_text(result.stdout + result.stderr)
     return workdir
 
 
@@ -249,11 +270,23 @@ def report_config() -> dict:
     return config
 
 
+#: The files under `results/` that `report_run`'s first step, the numbers-only target, wrote.
+NUMBERS_ONLY_FILES = "numbers-only-files.txt"
+
+
 @pytest.fixture(scope="session")
 def report_run(tmp_path_factory) -> Path:
-    """One complete run of `report_config` (every target) followed by
+    """`report_config` run to its numbers-only target `tiny_numbers` (what that wrote is
+    listed in `NUMBERS_ONLY_FILES`), then completely (every target), then
     `snakemake --report results/report.html`, as `make report` does."""
     workdir = tmp_path_factory.mktemp("report")
+    run_snakemake(workdir, report_config(), "tiny_numbers")
+    written = sorted(
+        path.relative_to(workdir).as_posix()
+        for path in (workdir / "results").rglob("*")
+        if path.is_file()
+    )
+    (workdir / NUMBERS_ONLY_FILES).write_text("\n".join(written) + "\n")
     run_snakemake(workdir, report_config())
     run_snakemake(workdir, report_config(), "--report", "results/report.html")
     return workdir

@@ -20,8 +20,8 @@ CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 
 
 def published_state(arch: str, seed: int = 3) -> dict[str, torch.Tensor]:
-    """A random state dict with exactly torchvision's keys and shapes for `arch` (plus its
-    classifier head, which rpsloc ignores)."""
+    """A random state dict with exactly torchvision's keys and shapes for `arch`'s features,
+    plus one key of its classifier head (its last bias: small, and ignored like the rest)."""
     generator = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
     in_channels = 3
@@ -38,7 +38,7 @@ def published_state(arch: str, seed: int = 3) -> dict[str, torch.Tensor]:
         state[f"features.{index}.running_mean"] = 0.1 * torch.randn(channels, generator=generator)
         state[f"features.{index}.running_var"] = 1 + torch.rand(channels, generator=generator)
         state[f"features.{index}.num_batches_tracked"] = torch.tensor(7)
-    state["classifier.0.weight"] = torch.zeros(4096, 512 * 7 * 7)
+    state["classifier.6.bias"] = torch.zeros(1000)
     return state
 
 

@@ -530,6 +530,13 @@ def test_a_split_without_ground_truth_has_a_summary_row_saying_so_and_no_metrics
 
 
 @pytest.mark.workflow
+def test_a_backbone_without_weights_runs_through_the_workflow(folder_run):
+    for dataset in ("photos", "partial"):
+        summary = pd.read_csv(folder_run / paths.SUMMARY.format(dataset=dataset))
+        assert summary[["backbone", "weights"]].values.tolist() == [["fixture", "none"]]
+
+
+@pytest.mark.workflow
 def test_empty_images_score_lower_objectness_than_images_with_an_object(folder_run):
     images = pd.read_csv(box_files(folder_run, "photos", "everything")["images"])
     has_object = truth_of(folder_run / "photos").loc[images["image_id"]].to_numpy()

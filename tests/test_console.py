@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import reliability_config, run_snakemake, tiny_config
+from conftest import CONSOLE, run_snakemake, tiny_config
 
 from rpsloc import paths
 from rpsloc.console import STEPS, failure_line
@@ -116,9 +116,8 @@ def test_a_failed_jobs_traceback_is_in_its_log_once_and_never_on_the_terminal(fa
 
 
 @pytest.mark.workflow
-def test_a_run_prints_its_progress_in_a_few_lines_and_no_job_details(tmp_path):
-    result = run_snakemake(tmp_path, reliability_config(), paths.SUMMARY.format(dataset="tiny"))
-    lines = (result.stdout + result.stderr).splitlines()
+def test_a_run_prints_its_progress_in_a_few_lines_and_no_job_details(reference_run):
+    lines = (reference_run / CONSOLE).read_text().splitlines()
     assert len(lines) <= STEPS + 5
     assert lines[-2].startswith("[") and "100% of the jobs done" in lines[-2]
     assert not [line for line in lines if line.lstrip().startswith(("input:", "reason:"))]

@@ -114,12 +114,15 @@ def test_a_cnns_features_are_standardised_over_the_whole_matrix():
 @pytest.fixture(scope="module")
 def peers_run(tmp_path_factory):
     """The tiny synthetic set through the workflow with a random DINO ViT-S/16 (keys and CLS
-    attention) and, on a copy, the colourfulness fixture (a CNN: the peers on its features)."""
+    attention) and, on a copy, LOST on the colourfulness fixture's test split (a CNN: the peers
+    on its features)."""
     from conftest import run_snakemake, tiny_config
 
     workdir = tmp_path_factory.mktemp("peers")
     config = tiny_config(backbones=["vit"], variants=["rps", "lost", "tokencut", "dino_attention"])
-    cnn = {**config["datasets"]["tiny"], "backbones": ["fixture"], "variants": ["rps", "lost"]}
+    cnn = {**config["datasets"]["tiny"], "backbones": ["fixture"], "variants": ["lost"]}
+    cnn["eval_splits"] = ["test"]
+    del cnn["threshold_split"]
     config["datasets"] = {"tiny": config["datasets"]["tiny"], "cnn": cnn}
     config["backbones"]["vit"] = {"arch": "vit_s16", "weights": "random", "seed": 0}
     run_snakemake(workdir, config, "results/tiny/summary.csv", "results/cnn/summary.csv")

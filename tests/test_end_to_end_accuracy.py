@@ -80,6 +80,13 @@ def test_the_centre_baseline_scores_far_lower(dataset, correct):
     assert centre["max_box_acc_v2"] <= correct["max_box_acc_v2"] - 30
 
 
+@pytest.mark.parametrize("baseline", ["caam", "ddt"])
+def test_the_feature_baselines_localize_from_the_same_cached_features(dataset, baseline):
+    summary = localize(dataset, variant=baseline, name=baseline)
+    assert summary["n_images"] == 40
+    assert 0 < summary["max_box_acc_v2"] <= 100
+
+
 def _breaks(dataset, monkeypatch, module, name, replacement) -> float:
     monkeypatch.setattr(module, name, replacement)
     return localize(dataset, name=f"broken-{name}")["max_box_acc_v2"]

@@ -3,15 +3,18 @@
 The test starts munged, slurmctld and slurmd (Debian's `munge` and `slurm-wlm`) with a
 generated configuration in a temporary folder: one node (this machine's CPUs and memory, and
 two GPUs in name only, so the profile's `gpu: 1` rules are scheduled as GPU jobs), one
-partition. It runs the tiny workflow up to its summary with `workflow/profiles/slurm`
-(resources capped to the node) and compares the results with a local run. The daemons are
+partition. It runs the reliability tests' run (`reliability_config`) up to its summary with
+`workflow/profiles/slurm` (resources capped to the node) and compares the results with the
+local reference run of that configuration. The daemons are
 always stopped at the end. Without root, the binaries, or daemons that come up within 30 s, the
 test skips and says why.
 
 The plugin polls job states at growing intervals (1 s, then 10 s longer after each poll that
-finds nothing finished), so each dependent step costs up to half a minute here. To keep the
-test short, the stages before and after the features are submitted as two group jobs
-(`--groups`); the features shards are separate GPU jobs, as in a real run.
+finds nothing finished, up to 3 minutes), right for jobs of hours, but each dependent step of
+jobs of seconds then waits up to half a minute. To keep the test short, the run's Python
+processes load `QUICK_POLLING`, which caps that wait at 2 s, and the stages before and after the
+features are submitted as two group jobs (`--groups`); the features shards are separate GPU
+jobs, as in a real run.
 """
 
 import os
@@ -27,7 +30,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, run_snakemake, tiny_config
+from conftest import REPO, reliability_config, run_snakemake
 
 from rpsloc import paths
 from rpsloc.paths import result_files
@@ -41,10 +44,27 @@ STARTUP_SECONDS = 30
 TARGET = paths.SUMMARY.format(dataset="tiny")
 
 
-def slurm_config() -> dict:
-    """The fixture backbone's method maps on one evaluated split, with three training and two
-    evaluation shards: enough jobs to run shards side by side, few enough to be quick."""
-    return tiny_config(backbones=["fixture"], variants=["rps"], eval_splits=["val"])
+#: A sitecustomize.py for the SLURM run: every wait between two polls of the plugin at most
+#: `POLL_SECONDS` (nothing else of the plugin changes; without the plugin, nothing happens).
+QUICK_POLLING = """\
+try:
+    from snakemake_executor_plugin_slurm import Executor
+except ImportError:
+    Executor = None
+
+if Executor is not None:
+    _check_active_jobs = Executor.check_active_jobs
+
+    async def check_active_jobs(self, active_jobs):
+        async for job in _check_active_jobs(self, active_jobs):
+            yield job
+        self.next_seconds_between_status_checks = min(
+            self.next_seconds_between_status_checks, {seconds}
+        )
+
+    Executor.check_active_jobs = check_active_jobs
+"""
+POLL_SECONDS = 2
 
 
 def _skip(reason: str) -> None:
@@ -210,8 +230,9 @@ def slurm_env():
 
 
 def _profile_for_node(folder: Path, cpus: int, memory_mb: int) -> Path:
-    """workflow/profiles/slurm with its memory requests capped to what the node has, and CPUs
-    per GPU (and the GPU rules' threads) to half of its CPUs, so two shards run at once."""
+    """workflow/profiles/slurm with its memory requests capped to what the node has, and the
+    GPU rules' CPUs per GPU, threads and memory to half of the node's, so two shards run at
+    once."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     resources = [profile["default-resources"], *profile["set-resources"].values()]
     for settings in resources:
@@ -221,6 +242,7 @@ def _profile_for_node(folder: Path, cpus: int, memory_mb: int) -> Path:
     for rule, settings in profile["set-resources"].items():
         if "cpus_per_gpu" in settings:
             settings["cpus_per_gpu"] = min(settings["cpus_per_gpu"], per_gpu)
+            settings["mem_mb"] = min(settings["mem_mb"], memory_mb // 2)
             profile["set-threads"][rule] = min(profile["set-threads"][rule], per_gpu)
     profile["set-threads"] = {rule: min(n, cpus) for rule, n in profile["set-threads"].items()}
     folder.mkdir()
@@ -231,12 +253,15 @@ def _profile_for_node(folder: Path, cpus: int, memory_mb: int) -> Path:
 @pytest.fixture(scope="module")
 def slurm_run(slurm_env, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("slurm")
+    polling = tmp_path_factory.mktemp("polling")
+    (polling / "sitecustomize.py").write_text(QUICK_POLLING.format(seconds=POLL_SECONDS))
+    path = os.pathsep.join(filter(None, [str(polling), slurm_env.get("PYTHONPATH")]))
     profile = _profile_for_node(
         tmp_path_factory.mktemp("profile") / "slurm", os.cpu_count() or 1, _node_memory_mb()
     )
     result = run_snakemake(
         workdir,
-        slurm_config(),
+        reliability_config(),
         TARGET,
         "--groups",
         *(f"{rule}=prepare" for rule in ("synthetic", "manifest")),
@@ -251,7 +276,8 @@ def slurm_run(slurm_env, tmp_path_factory) -> Path:
         "--slurm-init-seconds-before-status-checks",
         "1",
         "--slurm-no-account",
-        env=slurm_env,
+        env={**slurm_env, "PYTHONPATH": path},
+        side_by_side=False,  # the profile's resources and threads, as on a cluster
     )
     (workdir / "snakemake.log").write_text(result.stderr)
     jobs = subprocess.run(
@@ -265,31 +291,24 @@ def slurm_run(slurm_env, tmp_path_factory) -> Path:
     return workdir
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("local")
-    run_snakemake(workdir, slurm_config(), TARGET)
-    return workdir
-
-
 def test_the_shards_ran_as_gpu_jobs_and_the_other_stages_as_cpu_jobs(slurm_run):
     jobs = (slurm_run / "slurm-jobs.txt").read_text().splitlines()
     features = [job for job in jobs if "Comment=rule_features_" in job]
     others = [job for job in jobs if job not in features]
-    assert len(features) == 5  # 3 training + 2 val shards of 4 images
+    assert len(features) == 3  # 2 training shards and 1 val shard of 6 images
     assert all("JobState=COMPLETED" in job for job in jobs)
     assert all("TresPerJob=gres:gpu:1" in job for job in features)
     assert len(others) == 2 and not any("gres:gpu" in job for job in others)
 
 
-def test_the_slurm_run_gives_the_local_runs_summary_byte_for_byte(slurm_run, local_run):
+def test_the_slurm_run_gives_the_local_runs_summary_byte_for_byte(slurm_run, reference_run):
     summary = TARGET
-    assert (slurm_run / summary).read_bytes() == (local_run / summary).read_bytes()
+    assert (slurm_run / summary).read_bytes() == (reference_run / summary).read_bytes()
 
 
-def test_the_slurm_run_gives_the_local_runs_metrics_tables_and_maps(slurm_run, local_run):
+def test_the_slurm_run_gives_the_local_runs_metrics_tables_and_maps(slurm_run, reference_run):
     table = result_files("tiny", "fixture", "rps", "val").table
-    assert (slurm_run / table).read_bytes() == (local_run / table).read_bytes()
+    assert (slurm_run / table).read_bytes() == (reference_run / table).read_bytes()
     maps = result_files("tiny", "fixture", "rps", "val").maps
-    with h5py.File(slurm_run / maps) as a, h5py.File(local_run / maps) as b:
+    with h5py.File(slurm_run / maps) as a, h5py.File(reference_run / maps) as b:
         np.testing.assert_array_equal(a["maps"][()], b["maps"][()])
