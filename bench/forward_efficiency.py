@@ -4,8 +4,8 @@ and memory format.
 For ResNet-50 at 224 (output stride 16) and 448 (stride 32, the fine-grained protocol),
 ViT-S/16 and VGG16 at 224: the floating-point operations of one forward (torch's
 FlopCounterMode), images/s of the bare forward on pre-loaded random batches in the default
-(contiguous) and the channels-last memory format, and their GFLOP/s against a large fp32 matrix
-multiply on the same threads. The channels-last speed-up per architecture is what
+(contiguous) and the channels-last memory format, each in a fresh process, and their GFLOP/s
+against a large fp32 matrix multiply on the same threads. The channels-last speed-up per architecture is what
 `Architecture.channels_last_on_cpu` was set from (goal: forward / matmul >= 0.9 for ResNet-50
 in the format the features stage uses).
 
@@ -15,6 +15,8 @@ in the format the features stage uses).
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,31 +53,67 @@ def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def random_batches(count: int, batch: int, size: int) -> list[torch.Tensor]:
+    """`count` seeded random images of `size` x `size` in batches of at most `batch`."""
+    generator = torch.Generator().manual_seed(0)
+    return [
+        torch.randn(min(batch, count - i), 3, size, size, generator=generator)
+        for i in range(0, count, batch)
+    ]
+
+
+def images_per_second(arch: str, size: int, stride: int, channels_last: bool, arguments) -> float:
+    """The bare forward's images/s, measured in a fresh process: the allocator keeps what one
+    measurement freed (`devices.keep_freed_memory`), so a second in the same process would start
+    from the first one's heap."""
+    command = [
+        sys.executable,
+        __file__,
+        "--measure",
+        arch,
+        str(size),
+        str(stride),
+        "channels-last" if channels_last else "default",
+        *("--images", str(arguments.images), "--batch-size", str(arguments.batch_size)),
+        *("--threads", str(arguments.threads)),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(run.stdout.split()[-1])
+
+
+def measure(arguments) -> None:
+    """`--measure`: print the images/s of one architecture in one memory format."""
+    arch, size, stride, memory_format = arguments.measure
+    config = {"arch": arch, "weights": "random", "seed": 0}
+    batches = random_batches(arguments.images, arguments.batch_size, int(size))
+    seconds, _ = bare_forward_seconds(config, int(stride), batches, memory_format != "default")
+    print(arguments.images / seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the table rows for run_all.py here")
+    parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
+    if arguments.measure:
+        measure(arguments)
+        return
     print(f"machine: {machine()}")
     peak = matmul_gflops()
     print(f"fp32 matmul 4096 x 4096: {peak:.1f} GFLOP/s")
     rows = []
     for arch, size, stride in MODELS:
         config = {"arch": arch, "weights": "random", "seed": 0}
-        generator = torch.Generator().manual_seed(0)
         count, batch = arguments.images, arguments.batch_size
-        batches = [
-            torch.randn(min(batch, count - i), 3, size, size, generator=generator)
-            for i in range(0, count, batch)
-        ]
-        flops = sum(forward_flops(config, stride, b) for b in batches)
-        speed = {}
-        for channels_last in (False, True):
-            seconds, _ = bare_forward_seconds(config, stride, batches, channels_last)
-            speed[channels_last] = count / seconds
+        flops = sum(forward_flops(config, stride, b) for b in random_batches(count, batch, size))
+        speed = {
+            channels_last: images_per_second(arch, size, stride, channels_last, arguments)
+            for channels_last in (False, True)
+        }
         used = architecture(arch).channels_last_on_cpu
         gflops = flops / count * speed[used] / 1e9
         name = f"{arch} at {size}"
