@@ -5,9 +5,9 @@ For ResNet-50 at 224 (output stride 16) and 448 (stride 32, the fine-grained pro
 ViT-S/16 and VGG16 at 224: the floating-point operations of one forward (torch's
 FlopCounterMode), images/s of the bare forward on pre-loaded random batches in the default
 (contiguous) and the channels-last memory format, each in a fresh process, and their GFLOP/s
-against a large fp32 matrix multiply on the same threads. The channels-last speed-up per architecture is what
-`Architecture.channels_last_on_cpu` was set from (goal: forward / matmul >= 0.9 for ResNet-50
-in the format the features stage uses).
+against a large fp32 matrix multiply on the same threads. The channels-last speed-up per
+architecture is what `Architecture.channels_last_on_cpu` was set from (goal: forward / matmul
+>= 0.9 for ResNet-50 in the format the features stage uses).
 
     .venv/bin/python bench/forward_efficiency.py [--images 32] [--batch-size 16] [--threads 2]
 """
