@@ -150,6 +150,8 @@ def test_explanations_and_the_selection_curve_are_written(sharded):
 def test_the_numbers_only_target_builds_the_summary_and_no_figure(report_run):
     written = (report_run / NUMBERS_ONLY_FILES).read_text().split()
     assert paths.SUMMARY.format(dataset="tiny") in written
+    summary = pd.read_csv(report_run / paths.SUMMARY.format(dataset="tiny"))
+    assert set(summary["variant"]) == {"rps", "caam"}
     figures = Path(paths.figure("box_accuracy").format(dataset="tiny")).parent.as_posix()
     assert not [path for path in written if path.startswith(figures)]
     curve = paths.SELECTION_CURVE.format(dataset="tiny", backbone="fixture", split="test")
@@ -223,4 +225,5 @@ def test_a_vit_localizes_through_the_workflow_on_its_patch_grid(untrained):
     assert (attrs["feature_height"], attrs["feature_width"]) == (8, 8)
     assert attrs["backbone_arch"] == "dinov2_vits14_reg"
     summary = pd.read_csv(untrained / paths.SUMMARY.format(dataset="tiny"))
+    assert (summary.set_index("backbone")["weights"] == "random").all()
     assert summary.loc[summary.backbone == "vit", "max_box_acc_v2"].notna().all()
