@@ -30,6 +30,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+def packages_imported_by(modules: str) -> set[str]:
+    """The top-level packages a fresh Python process holds after `import <modules>`: what a
+    job importing them pays for at its start."""
+    code = "import sys, " + modules + "; print(' '.join({m.split('.')[0] for m in sys.modules}))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return set(result.stdout.split())
+
+
 @pytest.fixture(scope="session")
 def wsol_metadata() -> Path:
     """The real WSOL benchmark metadata, read in place from ../shared (never copied)."""

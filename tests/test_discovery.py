@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+from conftest import packages_imported_by
 
 from rpsloc.discovery import (
     component_box,
@@ -89,6 +90,10 @@ def test_tokencut_takes_the_side_of_the_largest_entry_its_seeds_component():
     # on the smaller one, which holds the seed and is the foreground.
     assert found.seed in (2, 3, 7)
     assert (found.box.tolist(), int(found.mask.sum())) == ([2, 0, 4, 2], 3)
+
+
+def test_a_maps_job_without_peers_starts_without_scipy():
+    assert "scipy" not in packages_imported_by("rpsloc.maps")
 
 
 def test_a_seed_in_the_background_is_an_error():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import scipy.io
+from conftest import packages_imported_by
 from layouts import (
     CARS_FIELDS,
     FULL_CROP,
@@ -29,6 +30,11 @@ from rpsloc.manifest import build_manifest
 @pytest.fixture
 def cars(tmp_path) -> Path:
     return make_cars(tmp_path)
+
+
+def test_the_stages_read_manifests_without_scipy_which_only_the_mat_files_need():
+    modules = "rpsloc.manifest, rpsloc.features, rpsloc.summary, rpsloc.representer"
+    assert "scipy" not in packages_imported_by(modules)
 
 
 def test_cars_reads_the_devkit_annotations_with_1_based_boxes_and_classes(cars):

@@ -8,6 +8,9 @@ standardised by a LayerNorm over the whole (P, C) matrix without weights; TokenC
 graph of the same standardised features), and the maps file says so (`peer_input`). Both give
 one box, the bounding box of a connected component (4-neighbourhood, `scipy.ndimage.label`) on
 the patch grid, as `x0, y0, x1, y1` in cells with `x1`, `y1` exclusive.
+
+scipy is imported where a peer runs, not with the module: every maps job imports this one, and
+most run no peer.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
-import scipy.ndimage
 
 #: LOST's number of lowest-degree patches the seed is expanded to (ViT-S/16).
 LOST_K_PATCHES = 100
@@ -39,6 +40,8 @@ class Discovery:
 
 def component_box(foreground: np.ndarray, seed: int) -> Discovery:
     """The connected component of a (h, w) boolean grid that holds the seed, and its box."""
+    import scipy.ndimage
+
     labels, _ = scipy.ndimage.label(foreground)
     component = labels.reshape(-1)[seed]
     if component == 0:
@@ -81,6 +84,8 @@ def fiedler_vector(weights: np.ndarray) -> np.ndarray:
     """The second-smallest generalised eigenvector of (D - W) x = lambda D x (D the degrees),
     scaled so that x^T D x = 1 as `scipy.linalg.eigh(D - W, D)` scales it (sign arbitrary).
     Solved as the symmetric problem D^-1/2 (D - W) D^-1/2 y = lambda y, x = D^-1/2 y."""
+    import scipy.linalg
+
     degrees = weights.sum(axis=1)
     inverse_root = 1.0 / np.sqrt(degrees)
     normalised = np.eye(len(weights)) - inverse_root[:, None] * weights * inverse_root[None]

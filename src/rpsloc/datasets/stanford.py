@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 
 from rpsloc.datasets.policy import (
     BadImageError,
@@ -27,7 +26,10 @@ from rpsloc.errors import InputError
 
 def _load_mat(path: Path, names: Sequence[str]) -> dict[str, Any]:
     """The named variables of a MATLAB file (scipy.io.loadmat, squeezed); errors name the file
-    and the missing variable."""
+    and the missing variable. scipy is imported here: every job reads manifests through this
+    package, and only the Stanford Cars and Dogs adapters read .mat files."""
+    import scipy.io
+
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
