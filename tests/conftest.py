@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,18 @@ def packages_imported_by(modules: str) -> set[str]:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     return set(result.stdout.split())
+
+
+def peak_traced_bytes(compute) -> int:
+    """The most memory `compute()` held at once (tracemalloc, which sees numpy's arrays), run
+    a first time untraced so that the imports and caches it starts are not counted."""
+    compute()
+    tracemalloc.start()
+    try:
+        compute()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.fixture(scope="session")

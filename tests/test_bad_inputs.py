@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SCHEMA, tiny_config
+from conftest import SCHEMA, peak_traced_bytes, tiny_config
 from PIL import Image
 from rpsloc_test_fixtures import ColourfulnessFixture
 from snakemake.exceptions import WorkflowError
@@ -41,7 +41,7 @@ from rpsloc.io import (
 from rpsloc.manifest import build_manifest, build_split
 from rpsloc.maps import write_maps
 from rpsloc.metrics import evaluate_split
-from rpsloc.readers import iter_eval_shards
+from rpsloc.readers import IMAGES_AT_A_TIME, check_stored_finite, iter_eval_shards
 from rpsloc.representer import write_representer
 
 SIZE = 64  # images are resized and cropped to 64 x 64 pixels: 4 x 4 feature positions
@@ -319,6 +319,14 @@ def test_a_nan_in_stored_evaluation_features_is_an_error_naming_the_shard_and_im
     tamper(shard, "norms", 2)
     with pytest.raises(InputError, match=r"features.h5: non-finite .* image 'a/2.png'"):
         write_maps("caam", [shard], tmp_path / "maps.h5")
+
+
+def test_the_finiteness_check_of_a_stored_shard_looks_at_a_few_images_at_a_time():
+    """Its temporary masks hold IMAGES_AT_A_TIME images, not the shard's 1,000 (800 MB of
+    float16 for ResNet-50 at 14 x 14)."""
+    unit = np.zeros((8 * IMAGES_AT_A_TIME, 8, 8, 64), dtype=np.float16)
+    ids = [str(i) for i in range(len(unit))]
+    assert peak_traced_bytes(lambda: check_stored_finite("shard.h5", ids, unit)) < unit.size / 4
 
 
 def test_a_nan_in_stored_maps_is_an_error_naming_the_file_and_image(evaluated_split, tmp_path):

@@ -9,7 +9,7 @@ baseline shares one backbone pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,23 @@ import numpy as np
 
 from rpsloc.discovery import dino_attention, lost, standardised, tokencut
 from rpsloc.io import atomic_h5, provenance_attrs, write_strings
-from rpsloc.readers import EvalShard, PredictorTable, iter_eval_shards, read_predictors, read_top1
+from rpsloc.readers import (
+    EvalShard,
+    PredictorTable,
+    image_slices,
+    iter_eval_shards,
+    read_predictors,
+    read_top1,
+)
 from rpsloc.variants import Variant, parse_variant
+
+
+def per_image_slices(compute: Callable[..., np.ndarray], *per_image: np.ndarray) -> np.ndarray:
+    """`compute` on a few images of the per-image arrays at a time (`readers.image_slices`),
+    the results concatenated: the values of one call on the whole shard, since no image's
+    arithmetic involves another's, with float32 copies of a few images instead of the shard's."""
+    parts = image_slices(len(per_image[0]))
+    return np.concatenate([compute(*(array[part] for array in per_image)) for part in parts])
 
 
 def activation_maps(unit_features: np.ndarray, foreground_predictor: np.ndarray) -> np.ndarray:
@@ -26,13 +41,20 @@ def activation_maps(unit_features: np.ndarray, foreground_predictor: np.ndarray)
     predictor is one `(C,)` vector for all images or `(n, C)`, one per image (class-wise)."""
     count, channels = len(unit_features), unit_features.shape[-1]
     per_image = np.broadcast_to(foreground_predictor.astype(np.float32), (count, channels))
-    scores = np.einsum("nhwc,nc->nhw", unit_features.astype(np.float32), per_image)
-    return np.maximum(scores, 0.0)
+
+    def maps(features: np.ndarray, predictors: np.ndarray) -> np.ndarray:
+        return np.maximum(np.einsum("nhwc,nc->nhw", features.astype(np.float32), predictors), 0.0)
+
+    return per_image_slices(maps, unit_features, per_image)
 
 
 def caam_maps(unit_features: np.ndarray, norms: np.ndarray) -> np.ndarray:
     """CAAM baseline: A[p] = sum_c f[p]_c, the raw features rebuilt as ||f|| * g."""
-    return unit_features.astype(np.float32).sum(axis=-1) * norms.astype(np.float32)
+
+    def maps(features: np.ndarray, feature_norms: np.ndarray) -> np.ndarray:
+        return features.astype(np.float32).sum(axis=-1) * feature_norms.astype(np.float32)
+
+    return per_image_slices(maps, unit_features, norms)
 
 
 def centre_gaussian_maps(count: int, height: int, width: int, sigma: float = 0.5) -> np.ndarray:
@@ -70,8 +92,12 @@ def ddt_direction(eval_shards: Sequence[str | Path]) -> tuple[np.ndarray, np.nda
 
 def ddt_maps(shard: EvalShard, mean: np.ndarray, component: np.ndarray) -> np.ndarray:
     """A[p] = max(0, (f[p] - mean) . component): positive projections mark the common object."""
-    raw = shard.unit_features.astype(np.float32) * shard.norms[..., None]
-    return np.maximum((raw - mean.astype(np.float32)) @ component.astype(np.float32), 0.0)
+
+    def maps(features: np.ndarray, norms: np.ndarray) -> np.ndarray:
+        raw = features.astype(np.float32) * norms[..., None]
+        return np.maximum((raw - mean.astype(np.float32)) @ component.astype(np.float32), 0.0)
+
+    return per_image_slices(maps, shard.unit_features, shard.norms)
 
 
 #: What a peer ran on (`peer_input` of its maps file).
@@ -96,10 +122,13 @@ def peer_maps(variant: Variant, shard: EvalShard) -> tuple[np.ndarray, np.ndarra
         )
     grid = shard.norms.shape[1:]
     if "keys" in shard.discovery:
-        inputs, used = list(shard.discovery["keys"]), KEYS_INPUT
-    else:
-        raw = shard.unit_features.astype(np.float64) * shard.norms[..., None]
-        inputs, used = [standardised(features) for features in raw], FEATURE_MAP_INPUT
+        inputs, used = iter(shard.discovery["keys"]), KEYS_INPUT
+    else:  # one image's float64 copy at a time
+        inputs = (
+            standardised(features.astype(np.float64) * norms[..., None])
+            for features, norms in zip(shard.unit_features, shard.norms, strict=True)
+        )
+        used = FEATURE_MAP_INPUT
     method = lost if variant.kind == "lost" else tokencut
     found = [method(features.reshape(-1, features.shape[-1]), grid) for features in inputs]
     maps = np.stack([item.mask.astype(np.float32) for item in found])

@@ -80,11 +80,30 @@ class EvalShard:
     discovery: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+IMAGES_AT_A_TIME = 32
+"""Images of a shard checked or converted (float16 to float32) at a time: the temporary copies
+of a reader or a maps job hold this many images, not the shard (1,000 by default)."""
+
+
+def image_slices(count: int) -> list[slice]:
+    """Consecutive slices of IMAGES_AT_A_TIME images covering `count` images; one empty slice
+    for none, so that results concatenate either way."""
+    return [
+        slice(start, start + IMAGES_AT_A_TIME)
+        for start in range(0, max(count, 1), IMAGES_AT_A_TIME)
+    ]
+
+
 def check_stored_finite(path: str | Path, image_ids: Sequence[str], *arrays: np.ndarray) -> None:
     """Refuse per-image arrays of a stored shard that hold NaN or infinity (a damaged or
     edited file: the features stage never writes them), naming the file and the first image."""
     for array in arrays:
-        finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        finite = np.concatenate(
+            [
+                np.isfinite(array[part].reshape(len(array[part]), -1)).all(axis=1)
+                for part in image_slices(len(array))
+            ]
+        )
         if not finite.all():
             first = int(np.flatnonzero(~finite)[0])
             raise InputError(
