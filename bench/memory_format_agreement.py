@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from _common import machine, result_row, synthetic_split, write_json
 
+from rpsloc.datasets.records import read_manifest
 from rpsloc.features import extract_shard
 from rpsloc.maps import write_maps
 from rpsloc.metrics import evaluate_split
@@ -58,7 +59,7 @@ def split_numbers(
     train, shard = folder / f"{arch}{size}-train.h5", folder / f"{arch}{size}-{tag}.h5"
     representer = folder / f"{arch}{size}-representer.h5"
     if not representer.exists():
-        count = len(manifests["train"].read_text().splitlines()) - 1
+        count = len(read_manifest(manifests["train"]))
         extract_shard(
             manifests["train"],
             "train",
@@ -73,7 +74,7 @@ def split_numbers(
             **shared,
         )
         write_representer([train], representer)
-    count = len(manifests["val"].read_text().splitlines()) - 1
+    count = len(read_manifest(manifests["val"]))
     extract_shard(
         manifests["val"],
         "eval",

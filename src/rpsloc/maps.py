@@ -9,7 +9,7 @@ baseline shares one backbone pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,12 @@ from rpsloc.io import atomic_h5, provenance_attrs, write_strings
 from rpsloc.readers import (
     EvalShard,
     PredictorTable,
-    image_slices,
     iter_eval_shards,
+    per_image_slices,
     read_predictors,
     read_top1,
 )
 from rpsloc.variants import Variant, parse_variant
-
-
-def per_image_slices(compute: Callable[..., np.ndarray], *per_image: np.ndarray) -> np.ndarray:
-    """`compute` on a few images of the per-image arrays at a time (`readers.image_slices`),
-    the results concatenated: the values of one call on the whole shard, since no image's
-    arithmetic involves another's, with float32 copies of a few images instead of the shard's."""
-    parts = image_slices(len(per_image[0]))
-    return np.concatenate([compute(*(array[part] for array in per_image)) for part in parts])
 
 
 def activation_maps(unit_features: np.ndarray, foreground_predictor: np.ndarray) -> np.ndarray:

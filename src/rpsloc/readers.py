@@ -11,7 +11,7 @@ file in its errors.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,24 +85,25 @@ IMAGES_AT_A_TIME = 32
 of a reader or a maps job hold this many images, not the shard (1,000 by default)."""
 
 
-def image_slices(count: int) -> list[slice]:
-    """Consecutive slices of IMAGES_AT_A_TIME images covering `count` images; one empty slice
-    for none, so that results concatenate either way."""
-    return [
+def per_image_slices(compute: Callable[..., np.ndarray], *per_image: np.ndarray) -> np.ndarray:
+    """`compute` on IMAGES_AT_A_TIME images of the per-image arrays at a time, the results
+    concatenated: the values of one call on the whole shard when no image's arithmetic involves
+    another's, with temporary copies of a few images instead of the shard's. No images make
+    one call on empty slices, so that the result has the right shape."""
+    count = len(per_image[0])
+    parts = [
         slice(start, start + IMAGES_AT_A_TIME)
         for start in range(0, max(count, 1), IMAGES_AT_A_TIME)
     ]
+    return np.concatenate([compute(*(array[part] for array in per_image)) for part in parts])
 
 
 def check_stored_finite(path: str | Path, image_ids: Sequence[str], *arrays: np.ndarray) -> None:
     """Refuse per-image arrays of a stored shard that hold NaN or infinity (a damaged or
     edited file: the features stage never writes them), naming the file and the first image."""
     for array in arrays:
-        finite = np.concatenate(
-            [
-                np.isfinite(array[part].reshape(len(array[part]), -1)).all(axis=1)
-                for part in image_slices(len(array))
-            ]
+        finite = per_image_slices(
+            lambda images: np.isfinite(images.reshape(len(images), -1)).all(axis=1), array
         )
         if not finite.all():
             first = int(np.flatnonzero(~finite)[0])
