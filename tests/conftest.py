@@ -4,6 +4,7 @@ tests' backbone plugin on the path."""
 import copy
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -29,6 +30,51 @@ sys.path.insert(0, str(PLUGINS))
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")])
 )
+
+
+#: The session fixtures that run the workflow. `make test` runs the suite on two pytest-xdist
+#: workers (pyproject.toml), each taking one group of test modules at a time: a module alone,
+#: or the modules that name one of these runs (`module_groups`). Every module fixture and
+#: every shared run is then made once, on one worker.
+SHARED_RUNS = ("reference_run", "offline_run", "report_run", "folder_run")
+
+
+def module_groups(folder: Path) -> dict[str, str]:
+    """Each test module of `folder` (by file name) and its group: modules whose source names
+    the same run of `SHARED_RUNS` are in one group. A module using a run without naming it
+    would only make the run a second time, on the other worker."""
+    group_of: dict[str, str] = {}
+
+    def group(name: str) -> str:
+        while group_of.get(name, name) != name:
+            name = group_of[name]
+        return name
+
+    modules = sorted(path.name for path in folder.glob("test_*.py"))
+    for module in modules:
+        source = (folder / module).read_text()
+        for run in SHARED_RUNS:
+            if re.search(rf"\b{run}\b", source):
+                group_of[group(module)] = group(run)
+    return {module: group(module) for module in modules}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """In place of xdist's default (`--dist load`, test by test), schedule the groups of
+    `module_groups` whole, largest (most tests) first; another `--dist` is left to xdist."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    if config.getvalue("dist") != "load":
+        return None
+
+    groups = module_groups(Path(__file__).parent)
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0].rsplit("/", 1)[-1]
+            return groups.get(module, module)
+
+    return SharedRunScheduling(config, log)
 
 
 def packages_imported_by(modules: str) -> set[str]:
