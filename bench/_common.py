@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from rpsloc.backbones import architecture, build_backbone
+from rpsloc.backbones import architecture
+from rpsloc.backbones.build import build_backbone
 from rpsloc.datasets.records import read_manifest, write_manifest
 from rpsloc.devices import keep_freed_memory
 from rpsloc.manifest import build_manifest

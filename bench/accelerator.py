@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from _common import machine, result_row, synthetic_split, write_json
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.features import extract_shard
 from rpsloc.maps import write_maps
 from rpsloc.metrics import evaluate_split

@@ -35,7 +35,7 @@ import yaml
 from _common import machine, result_row, write_json
 
 from rpsloc import paths
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

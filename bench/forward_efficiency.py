@@ -24,7 +24,8 @@ import torch
 from _common import bare_forward_seconds, machine, result_row, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
-from rpsloc.backbones import architecture, build_backbone
+from rpsloc.backbones import architecture
+from rpsloc.backbones.build import build_backbone
 
 #: (arch, image size, output stride) measured.
 MODELS = (("resnet50", 224, 16), ("resnet50", 448, 32), ("vit_s16", 224, 16), ("vgg16", 224, 8))

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from _common import machine, result_row, synthetic_split, write_json
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -52,7 +52,7 @@ def timed(statement: str) -> str:
     """Code that runs `statement` after its imports and prints only its own seconds."""
     return (
         "import time, torch\n"
-        "from rpsloc.backbones import build_backbone\n"
+        "from rpsloc.backbones.build import build_backbone\n"
         "from rpsloc.io import file_sha256\n"
         "from rpsloc.datasets.records import read_manifest\n"
         "start = time.perf_counter()\n"

@@ -16,7 +16,8 @@ import yaml
 from snakemake.utils import validate
 
 from rpsloc import paths
-from rpsloc.backbones import architecture, build_backbone
+from rpsloc.backbones import architecture
+from rpsloc.backbones.build import build_backbone
 from rpsloc.settings import Settings, resolve_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +136,7 @@ def arch_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     """The name and shape of every parameter and buffer of `arch` (built on the meta device)."""
     record = architecture(arch)
     with torch.device("meta"):
-        model = record.factory(record.output_strides[0])
+        model = record.build(record.output_strides[0])
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 

@@ -13,7 +13,7 @@ from conftest import REPO, random_config
 
 from rpsloc import paths
 from rpsloc.api import Localizer
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.errors import InputError
 from rpsloc.io import read_attrs
 from rpsloc.synthetic import generate_synthetic_folder

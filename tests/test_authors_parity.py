@@ -16,7 +16,7 @@ from conftest import REPO, run_snakemake
 from cub_shaped import fidelity_config, image_digest, write_cub_shaped
 
 from rpsloc import paths
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.readers import read_predictors
 
 pytestmark = pytest.mark.workflow

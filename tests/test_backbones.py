@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import rpsloc_test_fixtures
 import torch
-from conftest import random_config, state_digest
+from conftest import packages_imported_by, random_config, state_digest
 
 from rpsloc.backbones import (
     PLUGIN_GROUP,
+    Architecture,
     Weights,
     architecture,
-    build_backbone,
     effective_output_stride,
     parse_weights,
 )
+from rpsloc.backbones.build import build_backbone
 from rpsloc.errors import InputError
 
 
@@ -105,6 +106,27 @@ def test_a_plugin_arch_is_found_through_its_entry_point():
     points = {point.name: point.value for point in entry_points(group=PLUGIN_GROUP)}
     assert points["fixture-colourfulness"] == "rpsloc_test_fixtures:COLOURFULNESS"
     assert architecture("fixture-colourfulness") is rpsloc_test_fixtures.COLOURFULNESS
+
+
+def test_the_registry_and_a_plugin_record_are_read_without_torch():
+    """The workflow looks archs up while it parses: each Snakemake start would pay for torch."""
+    assert "torch" not in packages_imported_by("rpsloc.backbones, rpsloc_test_fixtures")
+
+
+def test_a_record_naming_its_factory_by_path_imports_it_at_the_first_build():
+    record = Architecture("rpsloc.backbones.resnet:resnet_small", (32, 16, 8), ("width",))
+    assert record.build(16, width=8).feature_dim == 8 * 8
+
+
+def test_a_factory_path_that_cannot_be_imported_is_refused_naming_it():
+    record = Architecture("rpsloc.backbones.resnet:resnet_tiny", (32,))
+    with pytest.raises(InputError, match="backbone factory 'rpsloc.backbones.resnet:resnet_tiny'"):
+        record.build(32)
+
+
+def test_a_factory_path_without_its_colon_is_refused_when_the_record_is_made():
+    with pytest.raises(ValueError, match="'package.module:name', got 'rpsloc.backbones.resnet'"):
+        Architecture("rpsloc.backbones.resnet", (32,))
 
 
 PLUGIN = """

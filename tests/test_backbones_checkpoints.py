@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.backbones.checkpoints import check_checkpoint, load_checkpoint_state, read_checkpoint
 from rpsloc.backbones.resnet import resnet50
 from rpsloc.errors import CheckpointError, InputError

@@ -9,16 +9,18 @@ import pytest
 import torch
 from conftest import resolved, state_digest, tiny_config
 from efficientnet_pytorch import EfficientNet
+from efficientnet_pytorch.utils import efficientnet_params
 
-from rpsloc.backbones.classifiers import (
-    DinoLinearClassifier,
-    build_classifier,
-    classifier_settings,
-)
+from rpsloc.backbones.classifiers import DinoLinearClassifier, build_classifier
 from rpsloc.backbones.resnet import resnet50
 from rpsloc.backbones.vit import VisionTransformer
 from rpsloc.errors import CheckpointError, InputError
-from rpsloc.settings import require_checkpoint_files
+from rpsloc.settings import (
+    EFFICIENTNET_RESOLUTION,
+    EFFICIENTNETS,
+    classifier_settings,
+    require_checkpoint_files,
+)
 
 
 def seeded_state(model: torch.nn.Module, seed: int = 7) -> dict[str, torch.Tensor]:
@@ -49,6 +51,10 @@ def test_efficientnet_b7_resizes_to_685_and_crops_600_as_the_authors_do():
         600,
         1000,
     )
+
+
+def test_each_efficientnet_resolution_is_efficientnet_pytorchs():
+    assert EFFICIENTNET_RESOLUTION == {arch: efficientnet_params(arch)[2] for arch in EFFICIENTNETS}
 
 
 def test_the_other_efficientnets_run_at_their_own_resolution():

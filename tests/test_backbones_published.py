@@ -37,13 +37,9 @@ from published import (
 )
 from safetensors.torch import save_file
 
-from rpsloc.backbones import build_backbone
-from rpsloc.backbones.checkpoints import (
-    check_checkpoint,
-    fit_checkpoint,
-    from_timm_dinov2,
-    load_checkpoint_state,
-)
+from rpsloc.backbones.build import build_backbone
+from rpsloc.backbones.checkpoints import check_checkpoint, fit_checkpoint, load_checkpoint_state
+from rpsloc.backbones.formats import from_timm_dinov2
 from rpsloc.cli import main
 from rpsloc.errors import CheckpointError
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import random_config
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.backbones.resnet import resnet50, resnet_small
 from rpsloc.errors import InputError
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 
 #: torchvision's layer indices of the convolutions, batch norms and pools of each model.
 CONVS = {

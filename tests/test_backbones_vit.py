@@ -10,7 +10,8 @@ import torch.nn.functional as F  # noqa: N812
 from conftest import arch_shapes, random_config
 from published import DINOV2_ARCHS, FEATURES, dinov2_vit, timm_layout_vit
 
-from rpsloc.backbones import BUILT_IN, architecture, build_backbone
+from rpsloc.backbones import BUILT_IN, architecture
+from rpsloc.backbones.build import build_backbone
 from rpsloc.backbones.vit import SwiGLU
 
 
@@ -104,7 +105,7 @@ def test_vit_position_embedding_is_interpolated_bicubically_as_dino_does(vit_s16
 
 def test_vit_output_stride_is_its_patch_size():
     with torch.device("meta"):
-        model = architecture("vit_b8").factory(8)
+        model = architecture("vit_b8").build(8)
     assert (model.output_stride, model.feature_dim) == (8, 768)
 
 
@@ -162,7 +163,7 @@ def test_layer_scale_scales_each_residual_branch(dinov2):
 
 def test_vitg14_has_dinov2s_swiglu_mlp_of_width_4096():
     with torch.device("meta"):
-        mlp = architecture("dinov2_vitg14").factory(14).blocks[0].mlp
+        mlp = architecture("dinov2_vitg14").build(14).blocks[0].mlp
     assert isinstance(mlp, SwiGLU)
     assert (mlp.w12.out_features, mlp.w3.in_features) == (2 * 4096, 4096)
 
@@ -180,8 +181,8 @@ def test_swiglu_gates_the_second_half_of_w12_with_silu_of_the_first():
 
 def test_mocov3_vit_s_has_twelve_heads_where_dinos_has_six():
     with torch.device("meta"):
-        moco = architecture("mocov3_vits16").factory(16)
-        dino = architecture("vit_s16").factory(16)
+        moco = architecture("mocov3_vits16").build(16)
+        dino = architecture("vit_s16").build(16)
     assert (moco.blocks[0].attn.num_heads, dino.blocks[0].attn.num_heads) == (12, 6)
 
 
@@ -207,7 +208,7 @@ VITS = sorted(arch for arch, record in BUILT_IN.items() if record.patch_grid)
 def test_every_vit_gives_features_of_its_documented_shape_at_two_input_sizes(arch):
     dim, patch = FEATURES[arch]
     with torch.device("meta"):
-        model = architecture(arch).factory(patch)
+        model = architecture(arch).build(patch)
         shapes = [tuple(model(torch.zeros(2, 3, *size)).shape) for size in ((224, 224), (448, 336))]
     assert (model.feature_dim, model.output_stride) == (dim, patch)
     assert shapes == [(2, dim, 224 // patch, 224 // patch), (2, dim, 448 // patch, 336 // patch)]

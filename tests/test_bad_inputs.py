@@ -20,11 +20,11 @@ import pytest
 import torch
 from conftest import SCHEMA, peak_traced_bytes, tiny_config
 from PIL import Image
-from rpsloc_test_fixtures import ColourfulnessFixture
+from rpsloc_test_fixtures.colourfulness import ColourfulnessFixture
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.datasets.records import write_manifest
 from rpsloc.errors import CheckpointError, IncompleteFileError, InputError
 from rpsloc.features import extract_shard

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import random_config
 
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.errors import InputError
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from rpsloc import devices
-from rpsloc.backbones import build_backbone, checkpoints
+from rpsloc.backbones import checkpoints
+from rpsloc.backbones.build import build_backbone
 from rpsloc.datasets.records import write_manifest
 from rpsloc.features import extract_shard
 from rpsloc.io import open_h5

@@ -12,7 +12,7 @@ import yaml
 from conftest import SCHEMA, resolved, run_snakemake, tiny_config
 
 from rpsloc import paths
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.backbones.checkpoints import check_checkpoint
 from rpsloc.cli import main
 from rpsloc.datasets.records import write_manifest
@@ -23,8 +23,9 @@ from rpsloc.io import file_sha256, read_csv
 from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
 from rpsloc.metrics import evaluate_split
-from rpsloc.pretrain import PretrainSettings, pretrain
+from rpsloc.pretrain import pretrain
 from rpsloc.representer import write_representer
+from rpsloc.settings import PretrainSettings
 from rpsloc.synthetic import generate_synthetic_dataset
 
 IMAGE_SIZE, STRIDE = 160, 16

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import REPO, resolved, tiny_config
+from conftest import REPO, packages_imported_by, resolved, tiny_config
 
 from rpsloc.configfile import read_config
 from rpsloc.datasets import ADAPTERS
@@ -361,3 +361,17 @@ def test_a_dataset_target_writes_the_boxes_of_the_method_or_of_every_variant(var
     config["boxes"] = {"variants": variants}
     settings = resolved(config)
     assert settings.boxes.variants_of(settings.datasets["d"]) == expected
+
+
+def test_the_workflow_parses_without_torch():
+    """Every module the Snakefile and common.smk import (2.5 s of torch per Snakemake start,
+    per cluster job and per dry run otherwise)."""
+    modules = {
+        line.split()[1]
+        for rules in (REPO / "workflow" / "Snakefile", REPO / "workflow/rules/common.smk")
+        for line in rules.read_text().splitlines()
+        if line.startswith("from rpsloc")
+    }
+    assert "rpsloc.settings" in modules
+    imported = packages_imported_by(", ".join(sorted(modules)))
+    assert not imported & {"torch", "efficientnet_pytorch"}

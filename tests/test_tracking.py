@@ -19,7 +19,7 @@ from conftest import reliability_config, run_snakemake
 from PIL import Image
 
 from rpsloc import paths, tracking
-from rpsloc.backbones import build_backbone
+from rpsloc.backbones.build import build_backbone
 from rpsloc.datasets.records import read_manifest
 from rpsloc.io import atomic_h5, read_attrs, read_json
 from rpsloc.manifest import write_split_manifest

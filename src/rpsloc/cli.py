@@ -217,7 +217,8 @@ def _evaluate(arguments: argparse.Namespace) -> int:
 
 
 def _weights_check(arguments: argparse.Namespace) -> int:
-    from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, check_checkpoint
+    from rpsloc.backbones.checkpoints import check_checkpoint
+    from rpsloc.backbones.formats import DEFAULT_MAX_BYTES
 
     limit = DEFAULT_MAX_BYTES if arguments.max_size_gb is None else arguments.max_size_gb * 1e9
     report = check_checkpoint(

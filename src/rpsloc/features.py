@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from rpsloc import __version__
-from rpsloc.backbones import architecture, build_backbone, parse_weights
+from rpsloc.backbones import architecture, parse_weights
+from rpsloc.backbones.build import build_backbone
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.devices import (
     backbone_threads,

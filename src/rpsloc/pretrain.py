@@ -33,10 +33,12 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 from torch import nn
 
-from rpsloc.backbones import arch_options, build_backbone
+from rpsloc.backbones import arch_options
+from rpsloc.backbones.build import build_backbone
 from rpsloc.devices import resolve_device
 from rpsloc.errors import InputError
 from rpsloc.io import atomic_path, write_csv_atomic
+from rpsloc.settings import PretrainSettings
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD, load_rgb
 
 log = logging.getLogger(__name__)
@@ -45,33 +47,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "module.encoder_q."
 #: ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
 LUMA = (0.299, 0.587, 0.114)
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """The `pretrain:` block of a backbone in config/config.yaml (config/schema.yaml)."""
-
-    steps: int = 300  # optimizer steps (the learning-rate schedule spans them)
-    time_budget_s: float | None = None  # stop earlier once this many seconds have passed
-    batch_size: int = 64  # images per step (2 x batch_size views)
-    lr: float = 1e-3  # AdamW peak learning rate
-    weight_decay: float = 1e-4
-    warmup_steps: int = 10  # linear warm-up, then cosine decay to 0 at `steps`
-    temperature: float = 0.2  # InfoNCE temperature
-    image_size: int = 64  # images are held in memory at image_size^2 and views have this size
-    min_scale: float = 0.2  # random resized crop: smallest fraction of the image area
-    colour_jitter: float = 0.5  # SimCLR's strength s: jitter (0.8s, 0.8s, 0.8s, 0.2s), p 0.8
-    greyscale: float = 0.2  # probability of a greyscale view
-    projection_dim: int = 128  # output of the projection head (hidden = feature_dim)
-    seed: int = 0  # batches and augmentations; the init comes from the backbone's `seed`
-    device: str = "auto"
-
-    @classmethod
-    def from_config(cls, block: Mapping[str, Any]) -> PretrainSettings:
-        """Settings from a config block; keys that do not describe training (`dataset`,
-        `split`) are the workflow's and are left out."""
-        known = set(cls.__dataclass_fields__)
-        return cls(**{key: value for key, value in block.items() if key in known})
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,16 @@ from typing import Any
 
 from rpsloc import paths
 from rpsloc.backbones import Weights, architecture, effective_output_stride, parse_weights
-from rpsloc.backbones.checkpoints import DEFAULT_MAX_BYTES, require_checkpoint_file
-from rpsloc.backbones.classifiers import checkpoint_files, classifier_settings
+from rpsloc.backbones.formats import (
+    DEFAULT_MAX_BYTES,
+    DINO_LINEAR_FORMATS,
+    EFFICIENTNET_FORMATS,
+    RESNET_FORMATS,
+    require_checkpoint_file,
+)
 from rpsloc.datasets import adapter_of, check_dataset, manifest_settings
 from rpsloc.datasets.cifar import CIFAR
 from rpsloc.errors import InputError
-from rpsloc.pretrain import PretrainSettings
 from rpsloc.variants import Variant, parse_variant
 
 _IMAGENET = {
@@ -155,6 +159,34 @@ class ExplanationSettings:
 
 
 @dataclass(frozen=True)
+class PretrainSettings:
+    """The `pretrain:` block of a backbone in config/config.yaml (config/schema.yaml), read by
+    `rpsloc.pretrain` (docs/pretraining.md)."""
+
+    steps: int = 300  # optimizer steps (the learning-rate schedule spans them)
+    time_budget_s: float | None = None  # stop earlier once this many seconds have passed
+    batch_size: int = 64  # images per step (2 x batch_size views)
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 1e-4
+    warmup_steps: int = 10  # linear warm-up, then cosine decay to 0 at `steps`
+    temperature: float = 0.2  # InfoNCE temperature
+    image_size: int = 64  # images are held in memory at image_size^2 and views have this size
+    min_scale: float = 0.2  # random resized crop: smallest fraction of the image area
+    colour_jitter: float = 0.5  # SimCLR's strength s: jitter (0.8s, 0.8s, 0.8s, 0.2s), p 0.8
+    greyscale: float = 0.2  # probability of a greyscale view
+    projection_dim: int = 128  # output of the projection head (hidden = feature_dim)
+    seed: int = 0  # batches and augmentations; the init comes from the backbone's `seed`
+    device: str = "auto"
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any]) -> PretrainSettings:
+        """Settings from a config block; keys that do not describe training (`dataset`,
+        `split`) are the workflow's and are left out."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in block.items() if key in known})
+
+
+@dataclass(frozen=True)
 class BackboneSettings:
     """One entry of `backbones:`, with `weights` resolved: a `pretrain` backbone reads the
     checkpoint the pretrain stage writes."""
@@ -174,7 +206,7 @@ class BackboneSettings:
         return None if self.weights.path is None else str(self.weights.path)
 
     def model_config(self) -> dict[str, Any]:
-        """The entry as `rpsloc.backbones.build_backbone` reads it (with the size limit when
+        """The entry as `rpsloc.backbones.build.build_backbone` reads it (with the size limit when
         a checkpoint is read)."""
         weights = self.checkpoint or self.weights.kind
         limit = {"max_checkpoint_bytes": self.max_checkpoint_bytes} if self.checkpoint else {}
@@ -200,6 +232,81 @@ class ClassifierSettings:
 
     name: str
     config: Mapping[str, Any]
+
+
+#: The classifier archs by family (docs/classifiers.md): torchvision's ResNet-50,
+#: efficientnet_pytorch's EfficientNets, DINO's ViTs with an eval_linear.py head.
+RESNETS = ("resnet50",)
+EFFICIENTNETS = tuple(f"efficientnet-b{i}" for i in range(8))
+DINO_VITS = ("vit_s8", "vit_s16", "vit_b8", "vit_b16")
+CLASSIFIER_ARCHS = (*RESNETS, *EFFICIENTNETS, *DINO_VITS)
+
+#: Each EfficientNet's input resolution (efficientnet_pytorch's `efficientnet_params`).
+EFFICIENTNET_RESOLUTION = {
+    "efficientnet-b0": 224,
+    "efficientnet-b1": 240,
+    "efficientnet-b2": 260,
+    "efficientnet-b3": 300,
+    "efficientnet-b4": 380,
+    "efficientnet-b5": 456,
+    "efficientnet-b6": 528,
+    "efficientnet-b7": 600,
+}
+
+#: The authors' resize before the centre crop of EfficientNet-B7 (`Resize((685, 685))`,
+#: `CenterCrop((600, 600))` in their datasets); the other EfficientNets at their resolution.
+AUTHORS_EFFICIENTNET_RESIZE = {"efficientnet-b7": 685}
+
+
+def classifier_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A classifier config entry with every default filled in (docs/classifiers.md).
+
+    `num_classes` 1000; `image_size`/`crop_size` 256/224 for ResNet-50 and the ViTs (their
+    evaluation transforms; the authors' CUB ResNet-50 wants 448/448, set in its config), the
+    model's own resolution for EfficientNet, resized first to 685 for B7 as the authors do;
+    DINO's linear-evaluation defaults `n_last_blocks` 4 without the mean patch token for ViT-S,
+    1 with it for ViT-B; `checkpoint_format` auto; `seed` 0 (random init only). `weights` is
+    `random` or a checkpoint file (`rpsloc.backbones.Weights`): a classifier has learned
+    parameters, and none is pretrained here.
+    """
+    arch = str(config.get("arch", ""))
+    if arch not in CLASSIFIER_ARCHS:
+        raise InputError(
+            f"unknown classifier arch {arch!r}; expected one of {list(CLASSIFIER_ARCHS)}"
+        )
+    if arch in EFFICIENTNETS:
+        resolution = EFFICIENTNET_RESOLUTION[arch]
+        resize = AUTHORS_EFFICIENTNET_RESIZE.get(arch, resolution)
+        sizes = {"image_size": resize, "crop_size": resolution}
+    else:
+        sizes = {"image_size": 256, "crop_size": 224}
+    defaults: dict[str, Any] = {
+        "weights": "random",
+        "checkpoint_format": "auto",
+        "num_classes": 1000,
+        "seed": 0,
+        **sizes,
+    }
+    if arch in DINO_VITS:
+        small = arch.startswith("vit_s")
+        defaults |= {"n_last_blocks": 4 if small else 1, "avgpool_patchtokens": not small}
+    elif "head" in config or "n_last_blocks" in config or "avgpool_patchtokens" in config:
+        raise InputError(
+            f"classifier {arch!r} takes no head, n_last_blocks or avgpool_patchtokens: those "
+            f"describe a DINO linear head ({list(DINO_VITS)})"
+        )
+    settings = {**defaults, **config}
+    if parse_weights(settings["weights"]).kind not in ("random", "file"):
+        raise InputError(
+            f"classifier {arch!r}: weights must be 'random' or a checkpoint file, got "
+            f"{settings['weights']!r}"
+        )
+    if settings["crop_size"] > settings["image_size"]:
+        raise InputError(
+            f"classifier {arch!r}: crop_size ({settings['crop_size']}) is larger than "
+            f"image_size ({settings['image_size']})"
+        )
+    return settings
 
 
 @dataclass(frozen=True)
@@ -393,9 +500,27 @@ def require_checkpoint_files(settings: Settings) -> None:
 
 
 def classifier_checkpoints(classifier: ClassifierSettings) -> list[str]:
-    """The checkpoint files a classifier reads (weights, and a DINO linear head), each checked
-    to exist."""
-    return checkpoint_files(classifier.config, f"classifiers.{classifier.name}")
+    """The checkpoint files a classifier reads (`weights` when a file, and a DINO linear
+    `head`), each checked to exist: a missing one is a `CheckpointError` naming the file, its
+    config key and the project that publishes its format."""
+    where, config, arch = (
+        f"classifiers.{classifier.name}",
+        classifier.config,
+        classifier.config["arch"],
+    )
+    formats = EFFICIENTNET_FORMATS if arch in EFFICIENTNETS else RESNET_FORMATS
+    files = []
+    weights = parse_weights(config["weights"])
+    if weights.kind == "file":
+        fmt = str(config.get("checkpoint_format", "auto"))
+        files.append(require_checkpoint_file(weights.path, arch, fmt, formats, f"{where}.weights"))
+    if config.get("head") is not None:
+        files.append(
+            require_checkpoint_file(
+                config["head"], arch, "dino_linear", DINO_LINEAR_FORMATS, f"{where}.head"
+            )
+        )
+    return [str(path) for path in files]
 
 
 def _classifier(name: str, entry: Mapping[str, Any]) -> ClassifierSettings:

@@ -65,7 +65,7 @@ def get_backbone(wildcards):
 
 
 def get_backbone_model(wildcards):
-    """The backbone entry as rpsloc.backbones.build_backbone reads it."""
+    """The backbone entry as rpsloc.backbones.build.build_backbone reads it."""
     return get_backbone(wildcards).model_config()
 
 

@@ -1,7 +1,8 @@
 import torch
 
 from rpsloc.logging import to_log
-from rpsloc.pretrain import PretrainSettings, pretrain
+from rpsloc.pretrain import pretrain
+from rpsloc.settings import PretrainSettings
 
 with to_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

@@ -23,7 +23,8 @@ import pickle
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,230 +33,37 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from rpsloc.backbones import BUILT_IN, arch_options, architecture, on_meta_device
+from rpsloc.backbones import arch_options, architecture
+from rpsloc.backbones.formats import (
+    CHECKPOINT_FORMATS,
+    DEFAULT_MAX_BYTES,
+    FORMAT_ALIASES,
+    CheckpointFormat,
+    Shapes,
+    require_checkpoint_file,
+)
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.io import file_sha256
 
 __all__ = [
-    "CHECKPOINT_FORMATS",
-    "DEFAULT_MAX_BYTES",
-    "FORMAT_ALIASES",
-    "TIMM_DINOV2_NAMES",
-    "CheckpointFormat",
     "LoadReport",
     "apply_checkpoint_state",
     "check_checkpoint",
     "fit_checkpoint",
-    "from_timm_dinov2",
     "is_safetensors",
     "load_checkpoint_state",
+    "materialize_on_cpu",
+    "on_meta_device",
     "read_checkpoint",
-    "require_checkpoint_file",
 ]
-
-Shapes = Mapping[str, tuple[int, ...]]
-#: A format's conversion of its project's names and layout to the model's: the converted state
-#: and the entries it set itself (absent from the file); None when the file is not in its layout.
-Conversion = Callable[[dict[str, Any], Shapes], tuple[dict[str, Any], list[str]] | None]
-
-
-@dataclass(frozen=True)
-class CheckpointFormat:
-    """Where a project keeps the backbone weights in its checkpoint (METHOD.md 4 table).
-
-    `archs`: the archs the project publishes in this layout (None: any); a file in a format
-    made for other archs is not loaded into this one (MoCo v3's ViT-S has DINO's ViT-S tensors
-    but twice its heads). `ignored`: first name components of the project's own extra entries
-    (SwAV's prototypes, MAE's decoder), ignored and listed like heads. `convert`: renames a
-    project's names to the model's (`from_timm_dinov2`).
-    """
-
-    name: str
-    container: str | None  # key of the state dict in the file; None: the file is the state dict
-    prefix: str  # prefix of the backbone keys, stripped before loading
-    published_by: str
-    archs: tuple[str, ...] | None = None
-    ignored: tuple[str, ...] = ()
-    convert: Conversion | None = None
-
-    def holds(self, arch: str) -> bool:
-        """Whether the format is published for `arch`."""
-        return self.archs is None or arch in self.archs
-
-
-#: timm's names for DINOv2 tensors where they differ from DINOv2's (timm's `_convert_dinov2`
-#: read backwards), timm's name part -> DINOv2's. A rename applies only where the model has the
-#: DINOv2 name and not timm's: the MLP ones in ViT-g/14 (SwiGLU), whose `mlp.fc1` is `mlp.w12`.
-TIMM_DINOV2_NAMES: dict[str, str] = {
-    "reg_token": "register_tokens",
-    "mlp.fc1.": "mlp.w12.",
-    "mlp.fc2.": "mlp.w3.",
-}
-
-
-def from_timm_dinov2(
-    state: dict[str, Any], expected: Shapes
-) -> tuple[dict[str, Any], list[str]] | None:
-    """A timm DINOv2 state dict in DINOv2's names and layout; None when `state` holds the
-    `mask_token` that timm always drops (then it is not timm's layout).
-
-    Besides the renames of TIMM_DINOV2_NAMES, timm's DINOv2 with registers keeps no position for
-    the CLS token (its `cls_token` already holds cls + that position): a `pos_embed` one
-    position short gets a zero CLS position, which computes the same tokens. DINOv2's
-    `mask_token`, used only in training, is set to zeros and listed.
-    """
-    if "mask_token" in state:
-        return None
-    converted: dict[str, Any] = {}
-    for key, value in state.items():
-        for timm_name, dinov2_name in TIMM_DINOV2_NAMES.items():
-            renamed = key.replace(timm_name, dinov2_name)
-            if renamed != key and renamed in expected and key not in expected:
-                key = renamed
-        converted[key] = value
-    position = converted.get("pos_embed")
-    if isinstance(position, torch.Tensor) and position.ndim == 3:
-        _, n, dim = position.shape
-        if expected.get("pos_embed") == (1, n + 1, dim):
-            converted["pos_embed"] = torch.cat([position.new_zeros(1, 1, dim), position], dim=1)
-    if "mask_token" not in expected:
-        return converted, []
-    converted["mask_token"] = torch.zeros(expected["mask_token"])
-    return converted, ["mask_token"]
-
-
-#: The archs whose checkpoints MoCo v3 publishes, and DINOv2's.
-_MOCO_V3 = ("resnet50", "mocov3_vits16", "mocov3_vitb16")
-_DINOV2 = tuple(arch for arch in BUILT_IN if arch.startswith("dinov2_"))
-
-CHECKPOINT_FORMATS: dict[str, CheckpointFormat] = {
-    f.name: f
-    for f in (
-        CheckpointFormat(
-            "moco_v2", "state_dict", "module.encoder_q.", "facebookresearch/moco (MoCo v1, v2)"
-        ),
-        CheckpointFormat(
-            "moco_v2_converted",
-            "state_dict",
-            "",
-            "WXinlong/DenseCL (DenseCL), xieenze/DetCo (DetCo), MoCo v2 converted",
-        ),
-        CheckpointFormat(
-            "moco_v3",
-            "state_dict",
-            "module.",
-            "facebookresearch/moco-v3 (linear-eval checkpoints: linear-1000ep.pth.tar, "
-            "linear-vit-s-300ep.pth.tar, linear-vit-b-300ep.pth.tar)",
-            archs=_MOCO_V3,
-        ),
-        CheckpointFormat(
-            "torchvision",
-            None,
-            "",
-            "pytorch/vision (supervised), facebookresearch/dino (DINO ResNet-50 and ViTs), "
-            "BYOL converted to torchvision names",
-        ),
-        CheckpointFormat("simsiam", "state_dict", "module.encoder.", "facebookresearch/simsiam"),
-        CheckpointFormat("supcon", "model", "module.encoder.", "HobbitLong/SupContrast"),
-        CheckpointFormat("ccam", "state_dict", "backbone.", "CVI-SZU/CCAM"),
-        CheckpointFormat(
-            "dawsol", "state_dict_extractor", "", "zh460045050/DA-WSOL_CVPR2022 (DA-WSOL)"
-        ),
-        CheckpointFormat(
-            "dataparallel",
-            None,
-            "module.",
-            "any model saved from nn.DataParallel (e.g. CUB-trained ResNet-50 classifiers)",
-        ),
-        CheckpointFormat(
-            "moco_v3_pretrain",
-            "state_dict",
-            "module.base_encoder.",
-            "facebookresearch/moco-v3 (pretraining checkpoints: r-50-1000ep.pth.tar, "
-            "vit-s-300ep.pth.tar, vit-b-300ep.pth.tar; momentum encoder and predictor ignored)",
-            archs=_MOCO_V3,
-        ),
-        CheckpointFormat(
-            "swav",
-            None,
-            "module.",
-            "facebookresearch/swav (swav_800ep_pretrain.pth.tar, also its DeepCluster-v2 and "
-            "SeLa-v2 ResNet-50s; projection_head and prototypes ignored)",
-            archs=("resnet50",),
-            ignored=("projection_head", "prototypes"),
-        ),
-        CheckpointFormat(
-            "ibot",
-            "state_dict",
-            "",
-            "bytedance/ibot (checkpoint_teacher.pth of vits_16, vitb_16: the teacher backbone)",
-            archs=("vit_s16", "vit_b16"),
-        ),
-        CheckpointFormat(
-            "teacher",
-            "teacher",
-            "backbone.",
-            "bytedance/ibot and facebookresearch/dino full checkpoints (checkpoint.pth): the "
-            "teacher's backbone; student, heads and optimizer ignored",
-        ),
-        CheckpointFormat(
-            "mae",
-            "model",
-            "",
-            "facebookresearch/mae (mae_pretrain_vit_base.pth; the decoder of a main_pretrain.py "
-            "checkpoint is ignored)",
-            archs=("vit_b16",),
-            ignored=(
-                "mask_token",
-                "decoder_embed",
-                "decoder_blocks",
-                "decoder_norm",
-                "decoder_pred",
-                "decoder_pos_embed",
-            ),
-        ),
-        CheckpointFormat(
-            "dinov2",
-            None,
-            "",
-            "facebookresearch/dinov2 (dinov2_vits14_pretrain.pth, ..., dinov2_vitg14_pretrain.pth"
-            "; with registers dinov2_vits14_reg4_pretrain.pth, ...)",
-            archs=_DINOV2,
-        ),
-        CheckpointFormat(
-            "timm",
-            None,
-            "",
-            "huggingface/pytorch-image-models (timm's DINOv2 model.safetensors: "
-            "timm/vit_small_patch14_dinov2.lvd142m, timm/vit_small_patch14_reg4_dinov2.lvd142m, "
-            "...)",
-            archs=_DINOV2,
-            convert=from_timm_dinov2,
-        ),
-    )
-}
-
-#: Other names users may write for a format.
-FORMAT_ALIASES: dict[str, str] = {
-    "moco_v1": "moco_v2",
-    "densecl": "moco_v2_converted",
-    "detco": "moco_v2_converted",
-    "dino": "torchvision",
-    "byol": "torchvision",
-    "supervised": "torchvision",
-}
 
 #: First key component of classification / projection heads: may be missing or extra.
 HEAD_MODULES = frozenset({"fc", "head", "heads", "projector", "predictor", "classifier"})
 
 #: Objects besides tensors and containers that a checkpoint may hold (all inert).
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
-
-#: The most bytes a checkpoint may hold uncompressed (its tensors in memory) unless configured
-#: otherwise (`checkpoints.max_size_gb`): a full DINO ViT-B/8 training checkpoint (student,
-#: teacher and optimizer state) holds 1.4 GB.
-DEFAULT_MAX_BYTES = 2 * 10**9
 
 
 @dataclass
@@ -360,34 +168,6 @@ def _grouped(keys: list[str], prefix: str) -> str:
         head = parts[: shared + 1]
         groups[".".join(head) + (".*" if len(parts) > len(head) else "")] += 1
     return ": " + ", ".join(f"{group} ({count})" for group, count in groups.items())
-
-
-def _publishers(checkpoint_format: str, formats: Mapping[str, CheckpointFormat]) -> str:
-    name = FORMAT_ALIASES.get(checkpoint_format, checkpoint_format)
-    if name in formats:
-        return f"{checkpoint_format} checkpoints are published by {formats[name].published_by}"
-    return "checkpoints of the supported formats are published by: " + "; ".join(
-        f"{f.name}: {f.published_by}" for f in formats.values()
-    )
-
-
-def require_checkpoint_file(
-    path: str | Path,
-    arch: str,
-    checkpoint_format: str = "auto",
-    formats: Mapping[str, CheckpointFormat] = CHECKPOINT_FORMATS,
-    key: str = "backbone `weights`",
-) -> Path:
-    """`path` if it is a file; else a `CheckpointError` naming the file, the config `key` that
-    expects it and the projects that publish the format (nothing is downloaded)."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise CheckpointError(
-            f"checkpoint file {path} {what}: the config's {key} for arch {arch!r} expects it "
-            f"there. Nothing is downloaded; {_publishers(checkpoint_format, formats)}."
-        )
-    return path
 
 
 def is_safetensors(path: str | Path) -> bool:
@@ -525,12 +305,39 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+class _MetaNormalSkipped(TorchFunctionMode):
+    """`Tensor.normal_` left undone on meta tensors, whose values a checkpoint replaces anyway:
+    on the meta device torch runs it through a Python reference whose first call imports
+    torch._dynamo, about 1.5 s paid by every job that loads a ResNet or VGG checkpoint
+    (bench/job_overhead.py)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.normal_ and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def on_meta_device() -> Iterator[None]:
+    """Modules built inside hold meta tensors (names and shapes, no memory, no init), for a
+    checkpoint to fill."""
+    with torch.device("meta"), _MetaNormalSkipped():
+        yield
+
+
+def materialize_on_cpu(model: nn.Module) -> None:
+    """`model.to_empty(device="cpu")` for a model built `on_meta_device`, without torch's
+    Python reference of `empty_like` for meta tensors, whose first call imports sympy (about
+    1 s per job that loads a checkpoint)."""
+    model._apply(lambda tensor: torch.empty(tensor.shape, dtype=tensor.dtype))
+
+
 def _meta_model(arch: str, options: Mapping[str, Any]) -> nn.Module:
     """`arch` built on the meta device (names and shapes; no memory, no init) at its first
     output stride: no parameter's shape depends on the stride."""
     record = architecture(arch)
     with on_meta_device():
-        return record.factory(record.output_strides[0], **options)
+        return record.build(record.output_strides[0], **options)
 
 
 def _expected_shapes(arch: str, options: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

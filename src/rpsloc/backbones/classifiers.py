@@ -27,140 +27,32 @@ from typing import Any
 
 import torch
 from efficientnet_pytorch import EfficientNet
-from efficientnet_pytorch.utils import efficientnet_params
 from torch import nn
 
-from rpsloc.backbones import (
-    architecture,
-    build_backbone,
-    materialize_on_cpu,
-    on_meta_device,
-    parse_weights,
-)
+from rpsloc.backbones import architecture, parse_weights
+from rpsloc.backbones.build import build_backbone
 from rpsloc.backbones.checkpoints import (
-    CHECKPOINT_FORMATS,
-    CheckpointFormat,
     LoadReport,
     apply_checkpoint_state,
     fit_checkpoint,
+    materialize_on_cpu,
+    on_meta_device,
     read_checkpoint,
-    require_checkpoint_file,
+)
+from rpsloc.backbones.formats import (
+    DINO_LINEAR_FORMATS,
+    EFFICIENTNET_FORMATS,
+    RESNET_FORMATS,
+    CheckpointFormat,
 )
 from rpsloc.backbones.resnet import ResNet, resnet50
 from rpsloc.backbones.vit import VisionTransformer
 from rpsloc.errors import InputError
+from rpsloc.settings import DINO_VITS, RESNETS, classifier_settings
 
-__all__ = [
-    "CLASSIFIER_ARCHS",
-    "DINO_LINEAR_FORMATS",
-    "EFFICIENTNET_FORMATS",
-    "RESNET_FORMATS",
-    "Classifier",
-    "DinoLinearClassifier",
-    "build_classifier",
-    "checkpoint_files",
-    "classifier_settings",
-]
+__all__ = ["Classifier", "DinoLinearClassifier", "build_classifier"]
 
 logger = logging.getLogger(__name__)
-
-RESNETS = ("resnet50",)
-EFFICIENTNETS = tuple(f"efficientnet-b{i}" for i in range(8))
-DINO_VITS = ("vit_s8", "vit_s16", "vit_b8", "vit_b16")
-CLASSIFIER_ARCHS = (*RESNETS, *EFFICIENTNETS, *DINO_VITS)
-
-RESNET_FORMATS: dict[str, CheckpointFormat] = {
-    **CHECKPOINT_FORMATS,
-    "cub_resnet50": CheckpointFormat(
-        "cub_resnet50",
-        None,
-        "module.base_model.",
-        "yeonghwansong/UOLwRPS (its CUB-200 ResNet-50, models/cubresnet.py: a bare state dict "
-        "of a DataParallel-wrapped module with `base_model`, model_best.pth.tar)",
-    ),
-}
-
-EFFICIENTNET_FORMATS: dict[str, CheckpointFormat] = {
-    "efficientnet_pytorch": CheckpointFormat(
-        "efficientnet_pytorch",
-        None,
-        "",
-        "lukemelas/EfficientNet-PyTorch (efficientnet-pytorch releases, e.g. "
-        "efficientnet-b7-dcc49843.pth)",
-    ),
-    "dataparallel": CHECKPOINT_FORMATS["dataparallel"],
-    "dataparallel_state_dict": CheckpointFormat(
-        "dataparallel_state_dict",
-        "state_dict",
-        "module.",
-        "yeonghwansong/UOLwRPS (its CUB-200 EfficientNet-B7, "
-        "efficientnetb7-cub200-best-epoch.pth: {'state_dict': {'module.<names>': ...}})",
-    ),
-}
-
-#: The authors' resize before the centre crop of EfficientNet-B7 (`Resize((685, 685))`,
-#: `CenterCrop((600, 600))` in their datasets); the other EfficientNets at their resolution.
-AUTHORS_EFFICIENTNET_RESIZE = {"efficientnet-b7": 685}
-
-DINO_LINEAR_FORMATS: dict[str, CheckpointFormat] = {
-    "dino_linear": CheckpointFormat(
-        "dino_linear",
-        "state_dict",
-        "module.",
-        "facebookresearch/dino (eval_linear.py heads, e.g. dino_deitsmall8_linearweights.pth)",
-    ),
-}
-
-
-def classifier_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A classifier config entry with every default filled in (docs/classifiers.md).
-
-    `num_classes` 1000; `image_size`/`crop_size` 256/224 for ResNet-50 and the ViTs (their
-    evaluation transforms; the authors' CUB ResNet-50 wants 448/448, set in its config), the
-    model's own resolution for EfficientNet, resized first to 685 for B7 as the authors do;
-    DINO's linear-evaluation defaults `n_last_blocks` 4 without the mean patch token for ViT-S,
-    1 with it for ViT-B; `checkpoint_format` auto; `seed` 0 (random init only). `weights` is
-    `random` or a checkpoint file (`rpsloc.backbones.Weights`): a classifier has learned
-    parameters, and none is pretrained here.
-    """
-    arch = str(config.get("arch", ""))
-    if arch not in CLASSIFIER_ARCHS:
-        raise InputError(
-            f"unknown classifier arch {arch!r}; expected one of {list(CLASSIFIER_ARCHS)}"
-        )
-    if arch in EFFICIENTNETS:
-        resolution = efficientnet_params(arch)[2]
-        resize = AUTHORS_EFFICIENTNET_RESIZE.get(arch, resolution)
-        sizes = {"image_size": resize, "crop_size": resolution}
-    else:
-        sizes = {"image_size": 256, "crop_size": 224}
-    defaults: dict[str, Any] = {
-        "weights": "random",
-        "checkpoint_format": "auto",
-        "num_classes": 1000,
-        "seed": 0,
-        **sizes,
-    }
-    if arch in DINO_VITS:
-        small = arch.startswith("vit_s")
-        defaults |= {"n_last_blocks": 4 if small else 1, "avgpool_patchtokens": not small}
-    elif "head" in config or "n_last_blocks" in config or "avgpool_patchtokens" in config:
-        raise InputError(
-            f"classifier {arch!r} takes no head, n_last_blocks or avgpool_patchtokens: those "
-            f"describe a DINO linear head ({list(DINO_VITS)})"
-        )
-    settings = {**defaults, **config}
-    if parse_weights(settings["weights"]).kind not in ("random", "file"):
-        raise InputError(
-            f"classifier {arch!r}: weights must be 'random' or a checkpoint file, got "
-            f"{settings['weights']!r}"
-        )
-    if settings["crop_size"] > settings["image_size"]:
-        raise InputError(
-            f"classifier {arch!r}: crop_size ({settings['crop_size']}) is larger than "
-            f"image_size ({settings['image_size']})"
-        )
-    return settings
 
 
 @dataclass
@@ -340,23 +232,3 @@ def _dino_linear(settings: Mapping[str, Any], provenance: dict[str, Any]) -> Din
         model.linear = head.linear
         provenance |= {"head_sha256": report.checkpoint_sha256, "head_format": report.format}
     return model
-
-
-def checkpoint_files(settings: Mapping[str, Any], where: str) -> list[str]:
-    """The checkpoint files a classifier reads (`weights` when a file, and `head`), each
-    checked to exist: a missing one is a `CheckpointError` naming the file, the config key
-    (`where` + `.weights` / `.head`) and the project that publishes its format."""
-    arch = settings["arch"]
-    formats = EFFICIENTNET_FORMATS if arch in EFFICIENTNETS else RESNET_FORMATS
-    files = []
-    weights = parse_weights(settings["weights"])
-    if weights.kind == "file":
-        fmt = str(settings.get("checkpoint_format", "auto"))
-        files.append(require_checkpoint_file(weights.path, arch, fmt, formats, f"{where}.weights"))
-    if settings.get("head") is not None:
-        files.append(
-            require_checkpoint_file(
-                settings["head"], arch, "dino_linear", DINO_LINEAR_FORMATS, f"{where}.head"
-            )
-        )
-    return [str(path) for path in files]

@@ -1,8 +1,5 @@
-"""The test suite's backbone plugin: the colourfulness fixture, registered as the architecture
-`fixture-colourfulness` through the entry point in rpsloc_test_fixtures-0.dist-info (the
-mechanism of docs/architecture.md, "Your own backbone"). tests/conftest.py puts this folder on
-sys.path and PYTHONPATH, so tests and their Snakemake subprocesses find it; it is never part of
-the rpsloc package."""
+"""The model of the test suite's backbone plugin (`rpsloc_test_fixtures`): the colourfulness
+fixture, imported when the workflow first builds it."""
 
 from __future__ import annotations
 
@@ -10,7 +7,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from rpsloc.backbones import Architecture
 from rpsloc.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -35,7 +31,3 @@ class ColourfulnessFixture(nn.Module):
         s = rgb.amax(dim=1, keepdim=True) - rgb.amin(dim=1, keepdim=True)
         s = F.avg_pool2d(s, kernel_size=self.output_stride, stride=self.output_stride)
         return torch.cat([8.0 * s, 1.0 - s], dim=1)
-
-
-#: The record the entry point `fixture-colourfulness` gives.
-COLOURFULNESS = Architecture(ColourfulnessFixture, output_strides=(4, 8, 16, 32))
