@@ -14,15 +14,17 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-import pandas as pd
 
 from rpsloc.datasets.records import read_manifest
 from rpsloc.errors import InputError
 from rpsloc.io import open_h5, plain_attrs, read_csv, read_json, read_strings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NORM_EPS = 1e-12
 """Guard of every feature norm: unit features are f / max(||f||, eps) (METHOD.md section 1)."""
