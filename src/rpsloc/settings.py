@@ -503,11 +503,8 @@ def classifier_checkpoints(classifier: ClassifierSettings) -> list[str]:
     """The checkpoint files a classifier reads (`weights` when a file, and a DINO linear
     `head`), each checked to exist: a missing one is a `CheckpointError` naming the file, its
     config key and the project that publishes its format."""
-    where, config, arch = (
-        f"classifiers.{classifier.name}",
-        classifier.config,
-        classifier.config["arch"],
-    )
+    where, config = f"classifiers.{classifier.name}", classifier.config
+    arch = config["arch"]
     formats = EFFICIENTNET_FORMATS if arch in EFFICIENTNETS else RESNET_FORMATS
     files = []
     weights = parse_weights(config["weights"])

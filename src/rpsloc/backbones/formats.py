@@ -26,7 +26,6 @@ __all__ = [
     "TIMM_DINOV2_NAMES",
     "CheckpointFormat",
     "from_timm_dinov2",
-    "publishers",
     "require_checkpoint_file",
 ]
 
@@ -230,7 +229,7 @@ FORMAT_ALIASES: dict[str, str] = {
 DEFAULT_MAX_BYTES = 2 * 10**9
 
 
-def publishers(checkpoint_format: str, formats: Mapping[str, CheckpointFormat]) -> str:
+def _publishers(checkpoint_format: str, formats: Mapping[str, CheckpointFormat]) -> str:
     """Who publishes checkpoints of `checkpoint_format` (a name or an alias among `formats`),
     else of every format: the hint of an error about a missing or foreign file."""
     name = FORMAT_ALIASES.get(checkpoint_format, checkpoint_format)
@@ -255,7 +254,7 @@ def require_checkpoint_file(
         what = "is not a file" if path.exists() else "does not exist"
         raise CheckpointError(
             f"checkpoint file {path} {what}: the config's {key} for arch {arch!r} expects it "
-            f"there. Nothing is downloaded; {publishers(checkpoint_format, formats)}."
+            f"there. Nothing is downloaded; {_publishers(checkpoint_format, formats)}."
         )
     return path
 
