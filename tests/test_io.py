@@ -1,12 +1,16 @@
 """Atomic, self-describing outputs: a half-written file never looks finished."""
 
+import os
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
 from conftest import packages_imported_by
 
 from rpsloc.errors import IncompleteFileError
-from rpsloc.io import atomic_h5, open_h5, read_attrs, read_csv, write_csv_atomic
+from rpsloc.io import atomic_h5, atomic_path, open_h5, read_attrs, read_csv, write_csv_atomic
 
 
 def test_a_finished_file_is_marked_complete_with_its_provenance(tmp_path):
@@ -62,3 +66,44 @@ def test_a_csv_keeps_image_ids_that_look_like_numbers_as_written(tmp_path):
 def test_the_stages_that_write_only_hdf5_start_without_pandas():
     """pandas takes 0.25 s to import, paid by every features, representer and maps job."""
     assert "pandas" not in packages_imported_by("rpsloc.features, rpsloc.representer, rpsloc.maps")
+
+
+def _exited_child() -> subprocess.Popen:
+    """A child process that has exited but is not yet reaped: a zombie, as a job killed with
+    its run is until the process that adopted it reaps it (seconds, on some machines)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    return child
+
+
+def _temporary_of(path, pid: int):
+    temporary = path.with_name(f".{path.name}.tmp-{pid}")
+    temporary.write_bytes(b"left by a killed writer")
+    return temporary
+
+
+def test_a_temporary_left_by_a_process_that_no_longer_runs_is_removed_before_writing(tmp_path):
+    child = _exited_child()
+    child.wait()
+    temporary = _temporary_of(tmp_path / "out.h5", child.pid)
+    with atomic_path(tmp_path / "out.h5") as path:
+        path.write_bytes(b"new")
+    assert not temporary.exists()
+
+
+def test_a_temporary_left_by_an_exited_process_not_yet_reaped_is_removed_before_writing(tmp_path):
+    child = _exited_child()
+    temporary = _temporary_of(tmp_path / "out.h5", child.pid)
+    with atomic_path(tmp_path / "out.h5") as path:
+        path.write_bytes(b"new")
+    child.wait()
+    assert not temporary.exists()
+
+
+def test_a_temporary_of_a_process_still_running_is_left_alone(tmp_path):
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as child:
+        temporary = _temporary_of(tmp_path / "out.h5", child.pid)
+        with atomic_path(tmp_path / "out.h5") as path:
+            path.write_bytes(b"new")
+        child.kill()
+    assert temporary.exists()

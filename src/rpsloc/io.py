@@ -44,13 +44,23 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 
 def _process_exists(pid: int) -> bool:
+    """Whether `pid` still runs. A process that has exited but is not yet reaped (a zombie:
+    a job killed with its run stays one until whoever adopted it reaps it, over a second on
+    some machines) no longer runs, though signalling it succeeds; Linux says so in /proc."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    if not Path("/proc/self").exists():  # not Linux: the signal is all there is to know
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:  # reaped since it was signalled
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X")
 
 
 @contextlib.contextmanager
