@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from rpsloc.backbones import architecture
-from rpsloc.backbones.build import build_backbone
+from rpsloc.backbones.build import build_backbone, for_inference
 from rpsloc.datasets.records import read_manifest, write_manifest
 from rpsloc.devices import keep_freed_memory
 from rpsloc.manifest import build_manifest
@@ -72,17 +71,23 @@ def bare_forward_seconds(
     output_stride: int,
     batches: list[torch.Tensor],
     channels_last: bool | None = None,
+    fold_batch_norms: bool = True,
 ) -> tuple[float, float]:
     """Wall and CPU seconds of one pass of the backbone over pre-loaded batches (after
     WARM_UP_BATCHES warm-up batches), under inference_mode, with the current torch thread
-    setting, in the memory format the features stage uses for the architecture unless
-    `channels_last` says, with the stage's allocator setting (`devices.keep_freed_memory`)."""
-    keep_freed_memory(torch.device("cpu"))
-    if channels_last is None:
-        channels_last = architecture(backbone_config["arch"]).channels_last_on_cpu
-    backbone = build_backbone(backbone_config, output_stride).eval()
+    setting, run as the features stage runs it (`for_inference`: BatchNorms folded unless
+    `fold_batch_norms` says, its memory format unless `channels_last` says), with the stage's
+    allocator setting (`devices.keep_freed_memory`)."""
+    cpu = torch.device("cpu")
+    keep_freed_memory(cpu)
+    backbone, channels_last = for_inference(
+        build_backbone(backbone_config, output_stride),
+        backbone_config["arch"],
+        cpu,
+        channels_last,
+        fold_batch_norms,
+    )
     if channels_last:
-        backbone = backbone.to(memory_format=torch.channels_last)
         batches = [batch.to(memory_format=torch.channels_last) for batch in batches]
     with torch.inference_mode():
         for index in range(WARM_UP_BATCHES):

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from _common import machine, result_row, synthetic_split, write_json
 
-from rpsloc.backbones.build import build_backbone
+from rpsloc.backbones.build import build_backbone, for_inference
 from rpsloc.features import extract_shard
 from rpsloc.maps import write_maps
 from rpsloc.metrics import evaluate_split
@@ -31,7 +31,8 @@ MODELS = (("resnet50", 224, 16), ("resnet50", 448, 32), ("vit_s16", 224, 16))
 
 
 def images_per_second(config: dict, size: int, stride: int, batch: int, bf16: bool) -> float:
-    backbone = build_backbone(config, stride).cuda().eval().to(memory_format=torch.channels_last)
+    cuda = torch.device("cuda")
+    backbone, _ = for_inference(build_backbone(config, stride), config["arch"], cuda)
     images = torch.randn(batch, 3, size, size, device="cuda").to(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
         for _ in range(3):

@@ -7,7 +7,9 @@ FlopCounterMode), images/s of the bare forward on pre-loaded random batches in t
 (contiguous) and the channels-last memory format, each in a fresh process, and their GFLOP/s
 against a large fp32 matrix multiply on the same threads. The channels-last speed-up per
 architecture is what `Architecture.channels_last_on_cpu` was set from (goal: forward / matmul
->= 0.9 for ResNet-50 in the format the features stage uses).
+>= 0.9 for ResNet-50 in the format the features stage uses). Every forward runs as the stage
+runs it, BatchNorms folded into their convolutions (`backbones.folding`); ResNet-50 is also
+timed as published, unfolded, for what folding gains.
 
     .venv/bin/python bench/forward_efficiency.py [--images 32] [--batch-size 16] [--threads 2]
 """
@@ -32,6 +34,9 @@ MODELS = (("resnet50", 224, 16), ("resnet50", 448, 32), ("vit_s16", 224, 16), ("
 #: A speed-up smaller than this is run-to-run noise here (two runs differ by about 1%): the
 #: default memory format is kept for an architecture whose channels-last gain stays below it.
 NOISE = 0.02
+#: The measured architectures with BatchNorms to fold (`fold_batch_norms`; VGG16 and ViTs have
+#: none), each also timed as published.
+FOLDED = ("resnet50",)
 
 
 def forward_flops(backbone_config: dict, stride: int, batch: torch.Tensor) -> int:
@@ -63,10 +68,12 @@ def random_batches(count: int, batch: int, size: int) -> list[torch.Tensor]:
     ]
 
 
-def images_per_second(arch: str, size: int, stride: int, channels_last: bool, arguments) -> float:
+def images_per_second(
+    arch: str, size: int, stride: int, channels_last: bool, arguments, folded: bool = True
+) -> float:
     """The bare forward's images/s, measured in a fresh process: the allocator keeps what one
     measurement freed (`devices.keep_freed_memory`), so a second in the same process would start
-    from the first one's heap."""
+    from the first one's heap. `folded`: BatchNorms folded, as the stage runs the model."""
     command = [
         sys.executable,
         __file__,
@@ -75,6 +82,7 @@ def images_per_second(arch: str, size: int, stride: int, channels_last: bool, ar
         str(size),
         str(stride),
         "channels-last" if channels_last else "default",
+        "folded" if folded else "published",
         *("--images", str(arguments.images), "--batch-size", str(arguments.batch_size)),
         *("--threads", str(arguments.threads)),
     ]
@@ -84,10 +92,12 @@ def images_per_second(arch: str, size: int, stride: int, channels_last: bool, ar
 
 def measure(arguments) -> None:
     """`--measure`: print the images/s of one architecture in one memory format."""
-    arch, size, stride, memory_format = arguments.measure
+    arch, size, stride, memory_format, folding = arguments.measure
     config = {"arch": arch, "weights": "random", "seed": 0}
     batches = random_batches(arguments.images, arguments.batch_size, int(size))
-    seconds, _ = bare_forward_seconds(config, int(stride), batches, memory_format != "default")
+    seconds, _ = bare_forward_seconds(
+        config, int(stride), batches, memory_format != "default", folding == "folded"
+    )
     print(arguments.images / seconds)
 
 
@@ -97,7 +107,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the table rows for run_all.py here")
-    parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     if arguments.measure:
@@ -137,6 +147,18 @@ def main() -> None:
                 (speed[True] / speed[False] > 1 + NOISE) == used,
             )
         )
+        if arch in FOLDED:
+            published = images_per_second(arch, size, stride, used, arguments, folded=False)
+            print(f"{name}: BatchNorm folded x{speed[used] / published:.2f} ({published:.2f})")
+            rows.append(
+                result_row(
+                    "2. forward",
+                    f"{name}: BatchNorm folded / as published images/s",
+                    speed[used] / published,
+                    f"> {1 + NOISE}",
+                    speed[used] / published > 1 + NOISE,
+                )
+            )
         rows.append(
             result_row(
                 "2. forward",

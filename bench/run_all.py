@@ -2,8 +2,8 @@
 
 Runs, each in its own process on this machine: (1) the fidelity workload against the authors'
 code (fidelity_workload.py), (2) the bare forward per architecture and memory format
-(forward_efficiency.py) and what channels-last changes in the numbers
-(memory_format_agreement.py), (3) the features rule against the bare forward
+(forward_efficiency.py) and what channels-last and folded BatchNorms change in the numbers
+(numerics_agreement.py), (3) the features rule against the bare forward
 (extraction_throughput.py), (4) the demo workflow (demo_workflow.py), (5) `rpsloc evaluate`
 against the WSOL benchmark's evaluator (wsol_evaluator.py), the decode-bound ceiling of
 the cores (decode_ceiling.py), the fixed cost per job
@@ -72,7 +72,7 @@ def commands(arguments: argparse.Namespace, folder: Path) -> dict[str, list[str]
             *fidelity_set,
         ],
         "forward_efficiency": ["--images", "4", "--batch-size", "4"] if quick else [],
-        "memory_format_agreement": ["--images", "2", "--train-images", "2"] if quick else [],
+        "numerics_agreement": ["--images", "2", "--train-images", "2"] if quick else [],
         "extraction_throughput": ["--images", "4", "--batch-size", "2"] if quick else [],
         "demo_workflow": ["--configfile", str(tiny_demo_config(folder))] if quick else [],
         "wsol_evaluator": [

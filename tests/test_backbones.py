@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import rpsloc_test_fixtures
 import torch
+from batch_norms import with_trained_batch_norms
 from conftest import packages_imported_by, random_config, state_digest
 
 from rpsloc.backbones import (
@@ -19,7 +20,7 @@ from rpsloc.backbones import (
     effective_output_stride,
     parse_weights,
 )
-from rpsloc.backbones.build import build_backbone
+from rpsloc.backbones.build import build_backbone, for_inference
 from rpsloc.errors import InputError
 
 
@@ -228,3 +229,42 @@ def test_weights_none_is_refused_for_a_model_with_learned_parameters():
 def test_weights_pretrain_is_refused_without_the_pretrain_stage_file():
     with pytest.raises(InputError, match="'pretrain' names the pretrain stage's checkpoint"):
         build_backbone({"arch": "resnet_small", "weights": "pretrain"}, 32)
+
+
+#: Largest relative difference of the features of a folded model to its published form: fp32
+#: rounding of the scaled weights (1e-7 per layer) through a network's depth.
+FOLDING_TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize(
+    ("arch", "size", "stride"), [("resnet_small", 64, 32), ("ccam", 64, 16), ("vgg16_bn", 48, 8)]
+)
+def test_a_model_with_its_batch_norms_folded_gives_the_published_features(arch, size, stride):
+    published = with_trained_batch_norms(build_backbone(random_config(arch), stride))
+    images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = published(images)
+        published.fold_batch_norms()
+        folded = published(images)
+    assert (folded - expected).abs().max() <= FOLDING_TOLERANCE * expected.abs().max()
+
+
+def test_a_folded_resnet_has_no_batch_norm_left():
+    model, _ = for_inference(
+        build_backbone(random_config("resnet50"), 32), "resnet50", torch.device("cpu")
+    )
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_a_model_is_run_as_published_when_folding_is_turned_off():
+    model = build_backbone(random_config("resnet_small"), 32)
+    published = [type(m) for m in model.modules()]
+    model, _ = for_inference(model, "resnet_small", torch.device("cpu"), fold_batch_norms=False)
+    assert [type(m) for m in model.modules()] == published
+    assert torch.nn.BatchNorm2d in published
+
+
+def test_batch_norms_are_folded_only_in_eval_mode():
+    model = build_backbone(random_config("resnet_small"), 32).train()
+    with pytest.raises(ValueError, match="only into a model in eval mode"):
+        model.fold_batch_norms()

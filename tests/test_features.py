@@ -1,6 +1,7 @@
 """The features stage's precision: fp32 by default on every device (the authors' numerics),
 bf16 autocast only when asked, each labelled in the file (METHOD.md section 1; bench/RESULTS.md
-benchmark 5), the output stride the model really has recorded, and its decoding workers chosen
+benchmark 5), channels-last and folded BatchNorms within fp32 noise of the published model, the
+output stride the model really has recorded, and its decoding workers chosen
 from the machine under `num_workers: auto`; on the CPU its tensors come from a heap that keeps
 freed memory for the next batch."""
 
@@ -13,6 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from batch_norms import with_trained_batch_norms
 
 from rpsloc import devices
 from rpsloc.backbones import checkpoints
@@ -38,8 +40,8 @@ def manifest(tmp_path_factory):
     return folder / "test.csv"
 
 
-def unit_features(manifest, out, **precision):
-    extract_shard(manifest, "eval", 0, 10, BACKBONE, 96, 96, 16, out, device="cpu", **precision)
+def unit_features(manifest, out, backbone=BACKBONE, **precision):
+    extract_shard(manifest, "eval", 0, 10, backbone, 96, 96, 16, out, device="cpu", **precision)
     with open_h5(out) as handle:
         return handle["unit_features"][()].astype(np.float64), handle.attrs["precision"]
 
@@ -79,6 +81,20 @@ def test_channels_last_and_the_default_memory_format_give_the_same_maps(manifest
     maps = [
         np.stack([normalize_map(m) for m in activation_maps(features, predictor)])
         for features in (default, last)
+    ]
+    assert np.abs(maps[0] - maps[1]).max() <= MEMORY_FORMAT_TOLERANCE
+
+
+def test_the_stage_folding_batch_norms_gives_the_published_models_maps(manifest, tmp_path):
+    model = with_trained_batch_norms(build_backbone(BACKBONE, 16))
+    torch.save(model.state_dict(), tmp_path / "trained-statistics.pth")
+    trained = {**BACKBONE, "weights": str(tmp_path / "trained-statistics.pth")}
+    published, _ = unit_features(manifest, tmp_path / "a.h5", trained, fold_batch_norms=False)
+    folded, _ = unit_features(manifest, tmp_path / "b.h5", trained, fold_batch_norms=True)
+    predictor = published.mean(axis=(0, 1, 2))
+    maps = [
+        np.stack([normalize_map(m) for m in activation_maps(features, predictor)])
+        for features in (published, folded)
     ]
     assert np.abs(maps[0] - maps[1]).max() <= MEMORY_FORMAT_TOLERANCE
 

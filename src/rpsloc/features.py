@@ -19,8 +19,8 @@ import torch
 from tqdm import tqdm
 
 from rpsloc import __version__
-from rpsloc.backbones import architecture, parse_weights
-from rpsloc.backbones.build import build_backbone
+from rpsloc.backbones import parse_weights
+from rpsloc.backbones.build import build_backbone, for_inference
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.devices import (
     backbone_threads,
@@ -89,6 +89,7 @@ def extract_shard(
     discovery: Sequence[str] = (),
     channels_last: bool | None = None,
     checkpoint_record: str | Path | None = None,
+    fold_batch_norms: bool = True,
 ) -> None:
     """Run the backbone over one shard of a manifest and write the role's features to `out`.
 
@@ -100,8 +101,9 @@ def extract_shard(
     (autocast for the backbone, an explicit opt-in; the file says which). `output_stride` is the
     one asked for; the file records the stride the model really has. `num_workers` is a number
     of DataLoader processes or `auto` (`devices.data_loader_workers`, beside torch's threads).
-    `channels_last`: model and images in channels-last memory format; by default on CUDA and,
-    on the CPU, for the architectures where it was measured faster (`channels_last_on_cpu`).
+    `channels_last` and `fold_batch_norms`: how the model runs (`backbones.build.for_inference`;
+    both by default: channels-last where measured faster, BatchNorms folded where the model
+    names them).
     `checkpoint_record`: the workflow's record of the checkpoint's SHA-256
     (`tracking.checkpoint_sha256`), reused while it still describes the file."""
     if role not in (TRAIN_ROLE, EVAL_ROLE):
@@ -116,13 +118,15 @@ def extract_shard(
     weights = parse_weights(backbone_config.get("weights", "random"))
     if checkpoint_record and weights.kind == "file":
         known_sha256 = recorded_checkpoint_sha256(weights.path, Path(checkpoint_record))
-    backbone = build_backbone(backbone_config, output_stride, known_sha256).to(torch_device)
+    backbone, channels_last = for_inference(
+        build_backbone(backbone_config, output_stride, known_sha256),
+        backbone_config["arch"],
+        torch_device,
+        channels_last,
+        fold_batch_norms,
+    )
     on_cuda = torch_device.type == "cuda"
     bf16 = precision == "bf16"
-    if channels_last is None:
-        channels_last = on_cuda or architecture(backbone_config["arch"]).channels_last_on_cpu
-    if channels_last:
-        backbone = backbone.to(memory_format=torch.channels_last)
     workers = data_loader_workers(num_workers, backbone_threads(torch_device))
     loader = torch.utils.data.DataLoader(
         PreprocessedImages([r.path for r in records], image_size, crop_size),

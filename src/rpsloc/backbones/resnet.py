@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from rpsloc.backbones.folding import fold_batch_norm
 from rpsloc.errors import InputError
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "ccam_resnet50", "resnet50", "resnet_small"]
@@ -23,6 +24,8 @@ class Bottleneck(nn.Module):
     """torchvision's Bottleneck: 1x1 -> 3x3 (carries the stride) -> 1x1, expansion 4."""
 
     expansion = 4
+    #: (convolution, the BatchNorm it feeds), as `fold_batch_norms` folds them.
+    normalised_convolutions = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
@@ -49,6 +52,7 @@ class BasicBlock(nn.Module):
     """torchvision's BasicBlock: 3x3 (carries the stride) -> 3x3, expansion 1."""
 
     expansion = 1
+    normalised_convolutions = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
@@ -126,6 +130,17 @@ class ResNet(nn.Module):
         self.inplanes = out
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
+
+    def fold_batch_norms(self) -> None:
+        """For inference: every BatchNorm folded into the convolution feeding it (`folding`):
+        the stem's, each block's and each downsample's."""
+        fold_batch_norm(self, "conv1", "bn1")
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                for convolution, norm in block.normalised_convolutions:
+                    fold_batch_norm(block, convolution, norm)
+                if block.downsample is not None:
+                    fold_batch_norm(block.downsample, "0", "1")
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """conv1 -> bn1 -> relu -> maxpool (stride 4)."""

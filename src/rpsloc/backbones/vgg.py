@@ -10,6 +10,8 @@ from functools import partial
 import torch
 from torch import nn
 
+from rpsloc.backbones.folding import fold_batch_norm
+
 __all__ = ["VGG16", "vgg16", "vgg16_bn"]
 
 #: torchvision's VGG16 configuration: channels, and "M" for a max-pool.
@@ -54,6 +56,13 @@ class VGG16(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
+
+    def fold_batch_norms(self) -> None:
+        """For inference: VGG16-BN's BatchNorms folded into the convolutions before them
+        (`folding`); VGG16 has none."""
+        for index, layer in enumerate(self.features):
+            if isinstance(layer, nn.BatchNorm2d):
+                fold_batch_norm(self.features, str(index - 1), str(index))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
