@@ -110,8 +110,8 @@ def for_inference(
     fold_batch_norms: bool = True,
 ) -> tuple[nn.Module, bool]:
     """A frozen backbone as the features stage runs it, and whether its images go in
-    channels-last: BatchNorms folded into their convolutions where the model offers it
-    (`folding`), moved to `device`, channels-last by default on CUDA and, on the CPU, for the
+    channels-last: BatchNorms folded into their convolutions (in place) where the model offers
+    it (`folding`), moved to `device`, channels-last by default on CUDA and, on the CPU, for the
     architectures where it was measured faster (`channels_last_on_cpu`). Both change the
     numbers by fp32 rounding only (bench/RESULTS.md, 2b); `fold_batch_norms=False` and
     `channels_last=False` run the model as published."""
