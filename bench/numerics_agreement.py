@@ -2,7 +2,8 @@
 
 The stage runs a convolutional backbone in channels-last on the CPU and with its BatchNorms
 folded into their convolutions (`backbones.build.for_inference`). For each backbone it does
-both for (ResNet-50 at 448 with output stride 32 and at 224 with stride 16, VGG16 at 224):
+either for (ResNet-50 at 448 with output stride 32 and at 224 with stride 16, VGG16 and
+VGG16-BN at 224; VGG16 has no BatchNorm):
 `w*` from a synthetic training split, then the evaluation split's features from the model as
 published (default memory format, BatchNorms unfolded) and as the stage runs it, the method's
 maps of both, their score maps (normalised, upsampled to the crop) and their numbers

@@ -21,6 +21,7 @@ from rpsloc.backbones import (
     parse_weights,
 )
 from rpsloc.backbones.build import build_backbone, for_inference
+from rpsloc.backbones.folding import fold_batch_norm
 from rpsloc.errors import InputError
 
 
@@ -262,6 +263,20 @@ def test_a_model_is_run_as_published_when_folding_is_turned_off():
     model, _ = for_inference(model, "resnet_small", torch.device("cpu"), fold_batch_norms=False)
     assert [type(m) for m in model.modules()] == published
     assert torch.nn.BatchNorm2d in published
+
+
+def test_folding_a_folded_model_again_changes_nothing():
+    model = build_backbone(random_config("resnet_small"), 32)
+    model.fold_batch_norms()
+    folded = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.fold_batch_norms()
+    assert all(torch.equal(folded[name], t) for name, t in model.state_dict().items())
+
+
+def test_a_pair_that_is_not_a_convolution_and_its_batch_norm_is_refused_naming_both():
+    block = build_backbone(random_config("resnet_small"), 32).layer1[0]
+    with pytest.raises(TypeError, match=r"BasicBlock.bn1 / .conv1 are a BatchNorm2d and a Conv2d"):
+        fold_batch_norm(block, "bn1", "conv1")
 
 
 def test_batch_norms_are_folded_only_in_eval_mode():

@@ -99,6 +99,13 @@ def test_the_stage_folding_batch_norms_gives_the_published_models_maps(manifest,
     assert np.abs(maps[0] - maps[1]).max() <= MEMORY_FORMAT_TOLERANCE
 
 
+def test_the_file_says_how_the_stage_ran_the_model(manifest, tmp_path):
+    unit_features(manifest, tmp_path / "out.h5", channels_last=True, fold_batch_norms=True)
+    with open_h5(tmp_path / "out.h5") as handle:
+        assert handle.attrs["backbone_memory_format"] == "channels_last"
+        assert bool(handle.attrs["backbone_batch_norms_folded"]) is True
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
     """A checkpoint of the small ResNet and the workflow's record of its SHA-256."""

@@ -114,12 +114,19 @@ def for_inference(
     it (`folding`), moved to `device`, channels-last by default on CUDA and, on the CPU, for the
     architectures where it was measured faster (`channels_last_on_cpu`). Both change the
     numbers by fp32 rounding only (bench/RESULTS.md, 2b); `fold_batch_norms=False` and
-    `channels_last=False` run the model as published."""
-    if fold_batch_norms and hasattr(backbone, "fold_batch_norms"):
+    `channels_last=False` run the model as published. The model's `provenance` says which
+    (`memory_format`, `batch_norms_folded`), so every file it writes does."""
+    folded = fold_batch_norms and hasattr(backbone, "fold_batch_norms")
+    if folded:
         backbone.fold_batch_norms()
     backbone = backbone.to(device)
     if channels_last is None:
         channels_last = device.type == "cuda" or architecture(arch).channels_last_on_cpu
     if channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
+    backbone.provenance = {
+        **backbone.provenance,
+        "memory_format": "channels_last" if channels_last else "contiguous",
+        "batch_norms_folded": folded,
+    }
     return backbone, channels_last
