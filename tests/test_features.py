@@ -198,9 +198,14 @@ def test_auto_starts_no_decoding_worker_on_one_core(monkeypatch):
     assert devices.prefetch_factor(0) is None
 
 
-def test_auto_starts_one_decoding_worker_beside_two_threads_on_two_cores(monkeypatch):
+def test_auto_starts_no_decoding_worker_when_two_threads_take_both_cores(monkeypatch):
     on_cores(monkeypatch, 2)
-    workers = devices.data_loader_workers("auto", threads=2)
+    assert devices.data_loader_workers("auto", threads=2) == 0
+
+
+def test_auto_starts_one_decoding_worker_beside_one_thread_on_two_cores(monkeypatch):
+    on_cores(monkeypatch, 2)
+    workers = devices.data_loader_workers("auto", threads=1)
     assert workers == 1
     assert devices.prefetch_factor(workers) >= 2
 

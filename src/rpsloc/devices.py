@@ -59,15 +59,14 @@ def backbone_threads(device: torch.device) -> int:
 
 def data_loader_workers(num_workers: int | str, threads: int) -> int:
     """DataLoader worker processes for a `features.num_workers` value: a number as given;
-    `auto` none on one core (a worker would only take turns with the backbone), else the cores
-    the backbone's `threads` leave free, at least one (decoding then overlaps the forward pass)
-    and at most `MAX_AUTO_WORKERS`."""
+    `auto` the cores the backbone's `threads` leave free, at most `MAX_AUTO_WORKERS`, and none
+    when its threads take every core: a worker would then take turns with them, and a CPU
+    forward waits for its slowest thread (on two cores, ResNet-50 at 448 with two threads:
+    one worker made each 64-image shard about 20% slower than decoding in the main process,
+    where decoding costs about 4% of the forward; bench/RESULTS.md)."""
     if num_workers != "auto":
         return int(num_workers)
-    cores = usable_cores()
-    if cores <= 1:
-        return 0
-    return min(MAX_AUTO_WORKERS, max(1, cores - threads))
+    return min(MAX_AUTO_WORKERS, max(0, usable_cores() - threads))
 
 
 def prefetch_factor(workers: int) -> int | None:
