@@ -50,7 +50,13 @@ def workflow_config(n_images: int) -> dict:
             }
         },
         "backbones": {"fixture": {"arch": "fixture-colourfulness", "weights": "random"}},
-        "features": {"shard_size": 1000, "batch_size": 32, "num_workers": 1, "device": "cpu"},
+        "features": {
+            "shard_size": 1000,
+            "batch_size": 32,
+            "num_workers": 1,
+            "device": "cpu",
+            "warm_process": False,
+        },
         "evaluation": {
             "cam_curve_interval": 0.01,
             "iou_thresholds": [30, 50, 70],

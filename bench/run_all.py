@@ -73,7 +73,9 @@ def commands(arguments: argparse.Namespace, folder: Path) -> dict[str, list[str]
         ],
         "forward_efficiency": ["--images", "4", "--batch-size", "4"] if quick else [],
         "numerics_agreement": ["--images", "2", "--train-images", "2"] if quick else [],
-        "extraction_throughput": ["--images", "4", "--batch-size", "2"] if quick else [],
+        "extraction_throughput": ["--images", "4", "--shards", "2", "--batch-size", "2"]
+        if quick
+        else [],
         "demo_workflow": ["--configfile", str(tiny_demo_config(folder))] if quick else [],
         "wsol_evaluator": [
             "--wsolevaluation",

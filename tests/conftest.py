@@ -283,7 +283,7 @@ def reference_run(tmp_path_factory) -> Path:
 
 SOCKET_GUARD = '''\
 """Loaded by every Python process of a guarded run: records that it was loaded, and refuses
-and records every attempt to resolve a name or open a connection."""
+and records every attempt to resolve a name or open a network connection."""
 import os
 import socket
 
@@ -297,8 +297,17 @@ def _refuse(*args, **kwargs):
     raise OSError("network access is disabled in this run")
 
 
-socket.socket.connect = _refuse
-socket.socket.connect_ex = _refuse
+def _local_only(connect):
+    """A Unix socket is this machine's own (the warm extraction process): not the network."""
+    def guarded(self, *args, **kwargs):
+        if self.family == socket.AF_UNIX:
+            return connect(self, *args, **kwargs)
+        return _refuse(*args, **kwargs)
+    return guarded
+
+
+socket.socket.connect = _local_only(socket.socket.connect)
+socket.socket.connect_ex = _local_only(socket.socket.connect_ex)
 socket.create_connection = _refuse
 socket.getaddrinfo = _refuse
 '''

@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import REPO, packages_imported_by, resolved, tiny_config
+from conftest import REPO, packages_imported_by, resolved, tiny_config, validated
+from snakemake.exceptions import WorkflowError
 
 from rpsloc.configfile import read_config
 from rpsloc.datasets import ADAPTERS
@@ -264,6 +265,25 @@ def test_auto_workers_may_be_written_in_the_config():
     config = tiny_config()
     config["features"]["num_workers"] = "auto"
     assert resolved(config).features.num_workers == "auto"
+
+
+def test_features_jobs_share_a_warm_process_by_default():
+    config = tiny_config()
+    config["features"].pop("warm_process", None)
+    assert resolved(config).features.warm_process is True
+
+
+def test_the_warm_process_can_be_turned_off():
+    config = tiny_config()
+    config["features"]["warm_process"] = False
+    assert resolved(config).features.warm_process is False
+
+
+def test_a_warm_process_that_is_not_a_boolean_is_refused_by_the_schema():
+    config = tiny_config()
+    config["features"]["warm_process"] = "yes"
+    with pytest.raises(WorkflowError, match=r"'yes' is not of type 'boolean'[\s\S]*warm_process"):
+        validated(config)
 
 
 def test_a_variant_listed_twice_is_an_error_naming_it():

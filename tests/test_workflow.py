@@ -98,6 +98,16 @@ def test_figures_logs_and_benchmarks_are_written(sharded):
     assert (sharded / "benchmarks/tiny/fixture/features/train/shard-2.tsv").exists()
 
 
+def test_the_features_jobs_of_a_run_share_warm_processes(sharded):
+    logs = sorted((sharded / "logs/tiny").glob("*/features/*/shard-*.log"))
+    served = [
+        re.search(r"in the warm process (\d+) \(its job (\d+)\)", log.read_text()) for log in logs
+    ]
+    assert len(logs) >= 4
+    assert all(served), [str(log) for log, found in zip(logs, served, strict=True) if not found]
+    assert len({found[1] for found in served}) < len(logs)  # some process served several jobs
+
+
 def test_a_second_run_has_nothing_to_do(sharded):
     result = run_snakemake(sharded, sharded_config(), "tiny", "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr

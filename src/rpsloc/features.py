@@ -8,6 +8,7 @@ map variant and baseline is computed later without running the backbone again.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from rpsloc.devices import (
     prefetch_factor,
     resolve_device,
 )
-from rpsloc.io import atomic_h5, write_strings
+from rpsloc.io import atomic_h5, file_sha256, write_strings
 from rpsloc.readers import (
     EVAL_ROLE,
     NORM_EPS,
@@ -90,6 +91,7 @@ def extract_shard(
     channels_last: bool | None = None,
     checkpoint_record: str | Path | None = None,
     fold_batch_norms: bool = True,
+    backbone_cache: dict | None = None,
 ) -> None:
     """Run the backbone over one shard of a manifest and write the role's features to `out`.
 
@@ -105,7 +107,10 @@ def extract_shard(
     both by default: channels-last where measured faster, BatchNorms folded where the model
     names them).
     `checkpoint_record`: the workflow's record of the checkpoint's SHA-256
-    (`tracking.checkpoint_sha256`), reused while it still describes the file."""
+    (`tracking.checkpoint_sha256`), reused while it still describes the file.
+    `backbone_cache`: where a process that extracts many shards keeps the last backbone it
+    readied (the warm process, `rpsloc.extraction_server`), reused for the same config,
+    checkpoint content, stride, device and way of running; None builds it afresh."""
     if role not in (TRAIN_ROLE, EVAL_ROLE):
         raise ValueError(f"role must be '{TRAIN_ROLE}' or '{EVAL_ROLE}', got {role!r}")
     if precision not in PRECISIONS:
@@ -118,12 +123,14 @@ def extract_shard(
     weights = parse_weights(backbone_config.get("weights", "random"))
     if checkpoint_record and weights.kind == "file":
         known_sha256 = recorded_checkpoint_sha256(weights.path, Path(checkpoint_record))
-    backbone, channels_last = for_inference(
-        build_backbone(backbone_config, output_stride, known_sha256),
-        backbone_config["arch"],
-        torch_device,
-        channels_last,
-        fold_batch_norms,
+    if weights.kind == "file" and backbone_cache is not None:
+        known_sha256 = known_sha256 or file_sha256(weights.path)
+    backbone, channels_last = _readied_backbone(
+        backbone_config,
+        output_stride,
+        known_sha256,
+        (torch_device, channels_last, fold_batch_norms),
+        backbone_cache,
     )
     on_cuda = torch_device.type == "cuda"
     bf16 = precision == "bf16"
@@ -186,6 +193,29 @@ def extract_shard(
         handle.attrs["feature_dim"] = int(features.shape[1])
         handle.attrs["feature_height"] = int(features.shape[2])
         handle.attrs["feature_width"] = int(features.shape[3])
+
+
+def _readied_backbone(
+    backbone_config: Mapping[str, Any],
+    output_stride: int,
+    checkpoint_sha256: str | None,
+    how: tuple[torch.device, bool | None, bool],
+    cache: dict | None,
+) -> tuple[torch.nn.Module, bool]:
+    """The backbone readied for the stage (`for_inference` with `how`: device, channels-last,
+    folding), from `cache` when it holds the one of the same config, checkpoint content,
+    stride and `how` (it keeps only the last)."""
+    if cache is None:
+        model = build_backbone(backbone_config, output_stride, checkpoint_sha256)
+        return for_inference(model, backbone_config["arch"], *how)
+    key = json.dumps(
+        [backbone_config, output_stride, checkpoint_sha256, *how], sort_keys=True, default=str
+    )
+    if key not in cache:
+        cache.clear()
+        model = build_backbone(backbone_config, output_stride, checkpoint_sha256)
+        cache[key] = for_inference(model, backbone_config["arch"], *how)
+    return cache[key]
 
 
 def backbone_pass(

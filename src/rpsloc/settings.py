@@ -83,6 +83,7 @@ class FeatureSettings:
     num_workers: int | str  # DataLoader processes, or `auto` (rpsloc.devices, per job)
     device: str
     precision: str  # fp32, or bf16 autocast (an explicit opt-in)
+    warm_process: bool  # jobs share a warm process (rpsloc.extraction_server)
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,7 @@ def resolve_settings(config: Mapping[str, Any]) -> Settings:
             num_workers=features.get("num_workers", "auto"),
             device=features.get("device", "auto"),
             precision=features.get("precision", "fp32"),
+            warm_process=features.get("warm_process", True),
         ),
         evaluation=EvaluationSettings(
             interval=evaluation.get("cam_curve_interval", 0.01),
