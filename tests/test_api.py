@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import REPO, random_config
 
-from rpsloc import paths
+from rpsloc import features, paths
 from rpsloc.api import Localizer
 from rpsloc.backbones.build import build_backbone
 from rpsloc.errors import InputError
@@ -88,3 +88,15 @@ def test_training_images_are_resized_to_the_training_size_without_a_crop(tmp_pat
         for attrs in [read_attrs(next((tmp_path / "results").rglob(f"{split}/shard-0.h5")))]
     }
     assert geometry == {"train": (64, 64), "predicted": (96, 80)}
+
+
+def test_a_localizer_builds_its_backbone_once_for_all_its_shards_and_calls(tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(
+        features, "build_backbone", lambda *args: built.append(args) or build_backbone(*args)
+    )
+    generate_synthetic_folder(tmp_path / "photos", {"mine": 4}, empty=0, max_side=64)
+    localizer = Localizer(FIXTURE, image_size=64, shard_size=2, device="cpu", workdir=tmp_path)
+    localizer.fit(tmp_path / "photos").predict(tmp_path / "photos")
+    assert len(list((tmp_path / "results").rglob("shard-*.h5"))) == 4
+    assert len(built) == 1

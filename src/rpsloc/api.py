@@ -97,6 +97,8 @@ class Localizer:
     training images are resized to `train_image_size` without a crop, as the authors' are;
     `threshold` and `min_area` are the `boxes:` settings (docs/boxes.md); `workdir` holds every
     stage file (a new temporary folder when None). `progress` shows a progress bar per call.
+    The backbone is built once and kept for every shard of every call (as the workflow's warm
+    extraction process keeps it).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class Localizer:
         self.on_bad_image = on_bad_image
         self.progress = progress
         self._train_shards: list[Path] | None = None
+        self._backbone_cache: dict = {}  # the backbone readied once, for every shard and call
         self._check_settings()
 
     # ------------------------------------------------------------------ public
@@ -288,6 +291,7 @@ class Localizer:
                     batch_size=self.batch_size,
                     device=self.device,
                     provenance={"dataset": DATASET, "backbone": self.name, "split": split},
+                    backbone_cache=self._backbone_cache,
                 ),
             )
         return shards
