@@ -5,7 +5,10 @@ Snakemake's script preamble (`from snakemake import script`, which unpickles the
 imports of every stage script (workflow/scripts/<stage>.py, read with `ast`), and for the
 features stage building ResNet-50 (random init, and from a checkpoint: reading, fitting,
 SHA-256), hashing the checkpoint alone and reading a manifest. These are the costs paid once
-per job, so once per shard and split; bench/RESULTS.md says which were cut.
+per job, so once per shard and split; bench/RESULTS.md says which were cut. A features job
+that the warm process serves pays only the preamble and its script's imports (no torch); one
+in its own process (`features.warm_process: false`, or a run's first job, through the server
+it starts) pays torch's import and the model too.
 
     .venv/bin/python bench/job_overhead.py [--repeats 3] [--checkpoint FILE]
 """
@@ -98,6 +101,12 @@ def main() -> None:
             print(f"  {script.stem:14s} {seconds:5.2f} s")
             if script.stem == "features":
                 features_imports = seconds
+        # A features job in its own process imports what the warm process has imported.
+        own_imports = fresh_seconds(
+            f"{script_imports(SCRIPTS / 'features.py')}; import torch; import rpsloc.features",
+            repeats,
+        )
+        print(f"  features, extracting in its own process {own_imports:5.2f} s")
         config = f"{{'arch': 'resnet50', 'weights': {str(checkpoint)!r}}}"
         steps = {
             "build ResNet-50, random init": (
@@ -110,15 +119,19 @@ def main() -> None:
         measured = {label: own_seconds(code, repeats) for label, code in steps.items()}
         for label, seconds in measured.items():
             print(f"{label:38s} {seconds:5.2f} s")
-    fixed = preamble + features_imports + measured["build ResNet-50 from its checkpoint"]
+    own = preamble + own_imports + measured["build ResNet-50 from its checkpoint"]
+    warm = preamble + features_imports
     print(
-        f"fixed cost of a features job with a checkpoint (preamble, imports, model): {fixed:.2f} s"
+        f"fixed cost of a features job in its own process (preamble, imports, model): {own:.2f} s"
     )
-    rows.append(
-        result_row(
-            "job overhead", "fixed seconds of a features job with a checkpoint", fixed, "", None
-        )
+    print(
+        f"its own process's part of a job the warm process serves (preamble, imports): {warm:.2f} s"
     )
+    for measure, seconds in (
+        ("fixed seconds of a features job in its own process, with a checkpoint", own),
+        ("seconds of a features job's own process when the warm process serves it", warm),
+    ):
+        rows.append(result_row("job overhead", measure, seconds, "", None))
     rows.append(
         result_row(
             "job overhead",
