@@ -244,3 +244,18 @@ def test_a_job_killed_while_its_server_extracts_ends_the_server_and_leaves_no_sh
     job.wait()
     assert gone(server)
     assert not os.path.exists("a.h5")
+
+
+def test_a_job_that_finds_every_slot_taken_extracts_itself(tmp_path, images):
+    manifest = manifest_in(tmp_path, images)
+    slots = [Slot.of(server_folder(), server_key(), k) for k in range(extraction_server.MAX_SLOTS)]
+    held = [open(slot.lock, "a") for slot in slots]
+    for stream in held:
+        fcntl.flock(stream, fcntl.LOCK_EX)
+    try:
+        run_features_job(shard_job(manifest, "a.h5", "a.log"), warm_process=True)
+    finally:
+        for stream in held:
+            stream.close()
+    assert "every one of the 8 warm processes is in use" in open("a.log").read()
+    assert os.path.exists("a.h5")
