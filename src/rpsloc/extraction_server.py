@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from rpsloc import __version__
 from rpsloc.logging import FAILED as FAILED_LINE
@@ -167,12 +167,7 @@ def _extract_in_server(job: ShardJob) -> bool:
 def _held(lock: Path) -> Iterator[bool]:
     """An exclusive hold of `lock` if nobody else has it (True), else False at once."""
     with lock.open("a") as stream:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+        yield _try_lock(stream)
 
 
 def _connect(slot: Slot) -> Connection | None:
@@ -331,7 +326,8 @@ def serve(socket_path: Path, lock_path: Path, idle_seconds: float = IDLE_SECONDS
                 return
 
 
-def _try_lock(lock: BinaryIO) -> bool:
+def _try_lock(lock: IO[str]) -> bool:
+    """Whether this process now holds `lock` exclusively (False at once if another does)."""
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
