@@ -37,6 +37,17 @@ def test_inspect_prints_shapes_dtypes_attributes_and_first_values(small_h5, caps
     assert "WARNING" not in out
 
 
+def test_inspect_prints_attributes_as_python_values_not_numpy_reprs(tmp_path, capsys):
+    path = tmp_path / "attributes.h5"
+    with atomic_h5(path, {"crop_size": 112}) as handle:
+        handle.attrs["name"] = np.bytes_(b"r50")
+        handle.attrs["thresholds"] = np.array([0.25, 0.5])
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "@crop_size = 112\n" in out and "@complete = True\n" in out
+    assert "@thresholds = [0.25, 0.5]\n" in out and "@name = 'r50'\n" in out
+
+
 def test_inspect_warns_about_a_file_without_the_complete_mark(tmp_path, capsys):
     path = tmp_path / "cut.h5"
     with h5py.File(path, "w") as handle:

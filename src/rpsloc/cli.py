@@ -186,7 +186,19 @@ def describe_h5(path: Path, values: int = 4) -> str:
 
 
 def _attribute_lines(attrs: h5py.AttributeManager, indent: str) -> list[str]:
-    return [f"{indent}@{key} = {attrs[key]!r}" for key in sorted(attrs)]
+    return [f"{indent}@{key} = {_plain(attrs[key])!r}" for key in sorted(attrs)]
+
+
+def _plain(value: object) -> object:
+    """An attribute as Python writes it (`112`, `True`, `[1, 2]`), not numpy's scalar reprs
+    (`np.int64(112)`, `np.True_`), which h5py returns for every number and flag."""
+    if isinstance(value, np.generic | np.ndarray):
+        value = value.tolist()
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [item.decode() if isinstance(item, bytes) else item for item in value]
+    return value
 
 
 def _preview(dataset: h5py.Dataset, values: int) -> str:
