@@ -85,3 +85,14 @@ def test_small_resnet_of_width_64_and_depth_2_is_torchvision_resnet18_without_fc
 def test_small_resnet_refuses_a_width_or_depth_below_1():
     with pytest.raises(InputError, match="width and depth must be >= 1, got 8, 0"):
         resnet_small(width=8, depth=0)
+
+
+@pytest.mark.parametrize("block", ["bottleneck", "basic"])
+def test_a_block_adds_its_shortcut_into_its_own_output_without_a_new_tensor(block):
+    model = resnet50() if block == "bottleneck" else resnet_small(width=8, depth=1)
+    model.eval()
+    with torch.inference_mode(), torch.profiler.profile() as profile:
+        model(torch.randn(1, 3, 64, 64))
+    operators = [event.name for event in profile.events()]
+    assert "aten::add" not in operators
+    assert operators.count("aten::add_") == (16 if block == "bottleneck" else 4)
