@@ -82,6 +82,17 @@ def reference_evaluate_folder(
     }
 
 
+def random_score_map(rng: np.random.Generator) -> np.ndarray:
+    """A smooth random 224 x 224 score map in [0, 1] attaining both ends (float64): blurred
+    noise with one or two bumps."""
+    noise = cv2.GaussianBlur(rng.random((224, 224)), (0, 0), float(rng.uniform(2.0, 12.0)))
+    ys, xs = np.mgrid[0:224, 0:224]
+    for _ in range(int(rng.integers(1, 3))):
+        cy, cx, sigma = rng.uniform(30, 194), rng.uniform(30, 194), rng.uniform(10, 60)
+        noise += rng.uniform(0.2, 1.0) * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / sigma**2)
+    return (noise - noise.min()) / (noise.max() - noise.min())
+
+
 def write_random_box_split(folder: Path, n_images: int, seed: int = 0) -> tuple[Path, Path]:
     """A WSOL metadata folder of `n_images` with random sizes and 1-3 random boxes, and a folder
     of smooth random 224 x 224 score maps (blurred noise with one or two bumps)."""
@@ -99,15 +110,9 @@ def write_random_box_split(folder: Path, n_images: int, seed: int = 0) -> tuple[
             x0, y0 = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
             x1, y1 = int(rng.integers(x0, width)), int(rng.integers(y0, height))
             boxes.append(f"{image_id},{x0},{y0},{x1},{y1}")
-        noise = cv2.GaussianBlur(rng.random((224, 224)), (0, 0), float(rng.uniform(2.0, 12.0)))
-        ys, xs = np.mgrid[0:224, 0:224]
-        for _ in range(int(rng.integers(1, 3))):
-            cy, cx, sigma = rng.uniform(30, 194), rng.uniform(30, 194), rng.uniform(10, 60)
-            noise += rng.uniform(0.2, 1.0) * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / sigma**2)
-        score_map = (noise - noise.min()) / (noise.max() - noise.min())
         path = scoremaps / f"{image_id}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, score_map.astype(np.float32))
+        np.save(path, random_score_map(rng).astype(np.float32))
     (metadata / "image_ids.txt").write_text("\n".join(ids) + "\n")
     (metadata / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
     (metadata / "image_sizes.txt").write_text("\n".join(sizes) + "\n")

@@ -82,7 +82,7 @@ def commands(arguments: argparse.Namespace, folder: Path) -> dict[str, list[str]
             str(arguments.wsolevaluation),
             "--python",
             arguments.wsol_python,
-            *(["--images", "20"] if quick else []),
+            *(["--images", "20", "--mask-images", "10"] if quick else []),
         ],
         "decode_ceiling": [
             *(["--images", "8"] if quick else []),
