@@ -64,6 +64,24 @@ def draw_image(image_id: str, label: int, size: tuple[int, int], boxes, seed: in
     return Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8))
 
 
+def draw_split(images: Path, folder: Path, seed: int) -> None:
+    """Draw every image a WSOL metadata `folder` lists, at its size, under `images`."""
+    labels = dict(line.split(",") for line in _lines(folder / "class_labels.txt"))
+    sizes = {
+        line.split(",")[0]: tuple(int(v) for v in line.split(",")[1:])
+        for line in _lines(folder / "image_sizes.txt")
+    }
+    boxes: dict[str, list[tuple[int, ...]]] = {}
+    for line in _lines(folder / "localization.txt"):
+        image_id, *values = line.split(",")
+        boxes.setdefault(image_id, []).append(tuple(int(v) for v in values))
+    for image_id, size in sizes.items():
+        path = images / image_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = draw_image(image_id, int(labels[image_id]), size, boxes[image_id], seed)
+        image.save(path, format="JPEG", quality=90)
+
+
 def write_cub_shaped(
     root: Path, metadata: Path, counts: dict[str, int], seed: int = 0
 ) -> dict[str, list[str]]:
@@ -73,22 +91,7 @@ def write_cub_shaped(
         ids = chosen_ids(metadata, split, count)
         folder = root / "metadata" / split
         _subset(metadata / split, folder, ids)
-        labels = dict(line.split(",") for line in _lines(folder / "class_labels.txt"))
-        sizes = {
-            line.split(",")[0]: tuple(int(v) for v in line.split(",")[1:])
-            for line in _lines(folder / "image_sizes.txt")
-        }
-        boxes: dict[str, list[tuple[int, ...]]] = {}
-        for line in _lines(folder / "localization.txt"):
-            image_id, *values = line.split(",")
-            boxes.setdefault(image_id, []).append(tuple(int(v) for v in values))
-        for image_id in ids:
-            path = root / "images" / image_id
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image = draw_image(
-                image_id, int(labels[image_id]), sizes[image_id], boxes[image_id], seed
-            )
-            image.save(path, format="JPEG", quality=90)
+        draw_split(root / "images", folder, seed)
         chosen[split] = ids
     return chosen
 
@@ -101,15 +104,14 @@ def image_digest(root: Path, ids: list[str]) -> str:
     return digest.hexdigest()
 
 
-def fidelity_config(root: Path, checkpoint: Path, features: dict) -> dict:
-    """rpsloc's configuration of the parity workload: the `cub` adapter's defaults (the authors'
-    CUB geometry), the MoCo v2 converted ResNet-50 at `checkpoint`, global `w*` only."""
+def workload_config(name: str, dataset: dict, checkpoint: Path, features: dict) -> dict:
+    """rpsloc's configuration of a parity workload: the dataset entry `dataset` under `name`
+    (its adapter's defaults, train on `train`, evaluate `val` and `test`), the MoCo v2
+    converted ResNet-50 at `checkpoint`, global `w*` only."""
     return {
         "datasets": {
-            "cub": {
-                "adapter": "cub",
-                "root": str(root),
-                "metadata": str(root / "metadata"),
+            name: {
+                **dataset,
                 "train_split": "train",
                 "eval_splits": ["val", "test"],
                 "backbones": ["r50"],
@@ -125,3 +127,9 @@ def fidelity_config(root: Path, checkpoint: Path, features: dict) -> dict:
         },
         "features": features,
     }
+
+
+def fidelity_config(root: Path, checkpoint: Path, features: dict) -> dict:
+    """The CUB workload: the `cub` adapter's defaults (the authors' CUB geometry)."""
+    dataset = {"adapter": "cub", "root": str(root), "metadata": str(root / "metadata")}
+    return workload_config("cub", dataset, checkpoint, features)
