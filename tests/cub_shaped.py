@@ -32,7 +32,8 @@ def chosen_ids(metadata: Path, split: str, count: int) -> list[str]:
     return [ids[int(i * step)] for i in range(count)]
 
 
-def _subset(source: Path, out: Path, ids: list[str]) -> None:
+def subset_metadata(source: Path, out: Path, ids: list[str]) -> None:
+    """The lines of `ids` from each WSOL metadata file in `source`, written to `out`."""
     wanted = set(ids)
     out.mkdir(parents=True, exist_ok=True)
     for name in METADATA_FILES:
@@ -90,7 +91,7 @@ def write_cub_shaped(
     for split, count in counts.items():
         ids = chosen_ids(metadata, split, count)
         folder = root / "metadata" / split
-        _subset(metadata / split, folder, ids)
+        subset_metadata(metadata / split, folder, ids)
         draw_split(root / "images", folder, seed)
         chosen[split] = ids
     return chosen

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from cub_shaped import _subset, chosen_ids, draw_split, workload_config
+from cub_shaped import chosen_ids, draw_split, subset_metadata, workload_config
 
 SPLITS = ("train", "val", "test")
 
@@ -51,7 +51,7 @@ def write_ilsvrc_shaped(
     chosen = {"train": _write_train_metadata(root / "metadata" / "train", counts["train"], seed)}
     for split in ("val", "test"):
         chosen[split] = chosen_ids(metadata, split, counts[split])
-        _subset(metadata / split, root / "metadata" / split, chosen[split])
+        subset_metadata(metadata / split, root / "metadata" / split, chosen[split])
     for split in SPLITS:
         draw_split(root / "images", root / "metadata" / split, seed)
     return chosen

@@ -190,8 +190,9 @@ def _attribute_lines(attrs: h5py.AttributeManager, indent: str) -> list[str]:
 
 
 def _plain(value: object) -> object:
-    """An attribute as Python writes it (`112`, `True`, `[1, 2]`), not numpy's scalar reprs
-    (`np.int64(112)`, `np.True_`), which h5py returns for every number and flag."""
+    """An attribute or a dataset's first values as Python writes them (`112`, `True`, `[1, 2]`,
+    strings decoded), not numpy's scalar reprs (`np.int64(112)`, `np.True_`), which h5py
+    returns for every number and flag."""
     if isinstance(value, np.generic | np.ndarray):
         value = value.tolist()
     if isinstance(value, bytes):
@@ -205,9 +206,7 @@ def _preview(dataset: h5py.Dataset, values: int) -> str:
     if values <= 0 or dataset.size == 0:
         return ""
     flat = dataset[(0,) * (dataset.ndim - 1) + (slice(0, values),)] if dataset.ndim else dataset[()]
-    flat = np.atleast_1d(flat)
-    shown = [value.decode() if isinstance(value, bytes) else value for value in flat.tolist()]
-    return f", first values {shown}"
+    return f", first values {_plain(np.atleast_1d(flat))}"
 
 
 def _evaluate(arguments: argparse.Namespace) -> int:
