@@ -4,6 +4,7 @@ of the straightforward per-threshold loop (METHOD.md section 3)."""
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,3 +85,25 @@ def test_mapping_over_chunks_keeps_the_order_of_the_items():
 def test_a_non_positive_number_of_workers_is_an_error():
     with pytest.raises(ValueError, match="workers"):
         map_in_chunks(len, [1, 2], workers=0)
+
+
+def _opencv_threads(_items) -> int:
+    return cv2.getNumThreads()
+
+
+@pytest.fixture
+def opencv_on_two_threads():
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    yield
+    cv2.setNumThreads(before)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_evaluation_runs_opencv_on_one_thread_per_process(opencv_on_two_threads, workers):
+    assert set(map_in_chunks(_opencv_threads, list(range(8)), workers)) == {1}
+
+
+def test_a_serial_evaluation_gives_opencv_its_threads_back(opencv_on_two_threads):
+    map_in_chunks(_opencv_threads, list(range(8)), workers=1)
+    assert cv2.getNumThreads() == 2

@@ -8,9 +8,10 @@ accumulators and merged back in chunk order, gives exactly the numbers of the se
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 Item = TypeVar("Item")
@@ -40,7 +41,8 @@ def map_in_chunks(
     if workers < 1:
         raise ValueError(f"workers: expected a positive number of processes, found {workers}")
     if workers == 1 or len(items) <= 1:
-        return [function(items)]
+        with _one_thread():
+            return [function(items)]
     bounds = chunk_bounds(len(items), workers * CHUNKS_PER_WORKER)
     chunks = [items[start:stop] for start, stop in bounds]
     # fork, not spawn: spawn re-runs a Snakemake script's top level in every worker.
@@ -50,7 +52,39 @@ def map_in_chunks(
 
 
 def _one_thread_per_worker() -> None:
-    """Workers share the cores between them: each runs its torch operations on one thread."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
+    """Workers share the cores between them: each runs OpenCV and torch on one thread."""
+    _set_library_threads(dict.fromkeys(_library_threads(), 1))
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """OpenCV and torch on one thread while the serial loop runs, as in a worker (their own
+    threads on a 2-core machine made a 160-image evaluation take 2.6 s instead of 1.8 s), and
+    back to the caller's counts after."""
+    before = _library_threads()
+    _set_library_threads(dict.fromkeys(before, 1))
+    try:
+        yield
+    finally:
+        _set_library_threads(before)
+
+
+#: The libraries whose own threads the evaluation limits: module, its getter and setter.
+LIBRARY_THREADS = {
+    "cv2": ("getNumThreads", "setNumThreads"),
+    "torch": ("get_num_threads", "set_num_threads"),
+}
+
+
+def _library_threads() -> dict[str, int]:
+    """The thread counts of the LIBRARY_THREADS this process has imported."""
+    return {
+        name: getattr(sys.modules[name], getter)()
+        for name, (getter, _) in LIBRARY_THREADS.items()
+        if name in sys.modules
+    }
+
+
+def _set_library_threads(counts: dict[str, int]) -> None:
+    for name, count in counts.items():
+        getattr(sys.modules[name], LIBRARY_THREADS[name][1])(count)
