@@ -6,15 +6,15 @@ is defined once.
 
 The upsampling is the authors' `F.interpolate(..., mode="bilinear", align_corners=True)` on the
 CPU, reproduced to the bit in numpy so that the jobs reading maps do not pay torch's start-up
-(about 1.3 s a job on two cores; bench/RESULTS.md). Torch's kernel rounds in one of two ways,
-and both are reproduced (`torch_rounding`, docs/method.md "Score maps without torch"):
-- which formula: outputs with height + width <= 128 mix the four corners with the products of
+(about 1.3 s a job on two cores). Torch's kernel has two formulas and two ways of rounding,
+and all four combinations are reproduced (docs/method.md, "Score maps without torch"):
+- the formula: outputs with height + width <= 128 mix the four corners with the products of
   their weights (`_mix_corners`); larger ones interpolate each input row along the width, then
-  mix the two rows (`_rows_then_columns`);
-- how each `a * x + b * y` rounds: with every product and sum rounded to float32 where torch
-  runs its baseline kernels; with the first product fused into the addition (one rounding,
-  as an FMA instruction) where it runs its AVX2 or AVX-512 kernels, i.e. on every x86-64 CPU
-  with AVX2 and FMA unless `ATEN_CPU_CAPABILITY=default`.
+  mix two rows (`_rows_then_columns`);
+- the rounding (`torch_rounding`): every product and sum rounded to float32 where torch runs
+  its baseline kernels; the first product of each sum fused into the addition (one rounding,
+  an FMA instruction) where it runs its AVX2 or AVX-512 kernels, i.e. on every x86-64 CPU with
+  AVX2 and FMA unless `ATEN_CPU_CAPABILITY=default`.
 Elsewhere (another architecture or operating system) torch's own kernel runs.
 """
 
