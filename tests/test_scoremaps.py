@@ -199,3 +199,9 @@ def test_fused_multiply_add_rounds_once():
     for index in range(len(a)):
         exact = Fraction(float(a[index])) * Fraction(float(b[index])) + Fraction(float(c[index]))
         assert fused[index] == _correctly_rounded(exact), index
+
+
+@pytest.mark.parametrize("shape", [(14,), (2, 14, 14)])
+def test_upsampling_a_map_that_is_not_2d_is_an_error_naming_its_shape(shape):
+    with pytest.raises(ValueError, match=r"2-D map, got shape"):
+        upsample_map(np.zeros(shape, dtype=np.float32), 64)

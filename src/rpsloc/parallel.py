@@ -20,6 +20,12 @@ Result = TypeVar("Result")
 CHUNKS_PER_WORKER = 4
 """Chunks handed to each worker, so a slow chunk does not leave the other workers idle."""
 
+#: The libraries whose own threads the evaluation limits: module, its getter and setter.
+LIBRARY_THREADS = {
+    "cv2": ("getNumThreads", "setNumThreads"),
+    "torch": ("get_num_threads", "set_num_threads"),
+}
+
 
 def chunk_bounds(count: int, n_chunks: int) -> list[tuple[int, int]]:
     """`(start, stop)` of `n_chunks` consecutive, near-equal, non-empty chunks of `count` items
@@ -69,13 +75,6 @@ def _one_thread() -> Iterator[None]:
         _set_library_threads(before)
 
 
-#: The libraries whose own threads the evaluation limits: module, its getter and setter.
-LIBRARY_THREADS = {
-    "cv2": ("getNumThreads", "setNumThreads"),
-    "torch": ("get_num_threads", "set_num_threads"),
-}
-
-
 def _library_threads() -> dict[str, int]:
     """The thread counts of the LIBRARY_THREADS this process has imported."""
     return {
@@ -86,5 +85,6 @@ def _library_threads() -> dict[str, int]:
 
 
 def _set_library_threads(counts: dict[str, int]) -> None:
+    """Set each named library's thread count."""
     for name, count in counts.items():
         getattr(sys.modules[name], LIBRARY_THREADS[name][1])(count)

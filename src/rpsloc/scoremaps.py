@@ -54,6 +54,8 @@ def upsample_map(score_map: np.ndarray, size: int) -> np.ndarray:
     """Bilinear upsampling to `size` x `size` with align_corners=True, clipped to [0, 1]: the
     bits torch's CPU kernel gives, as the authors upsample (module docstring)."""
     source = np.ascontiguousarray(score_map, dtype=np.float32)
+    if source.ndim != 2:
+        raise ValueError(f"score map: expected one 2-D map, got shape {source.shape}")
     rounding = torch_rounding()
     if rounding is None:
         return _torch_upsample(source, size)
@@ -196,7 +198,7 @@ def fused_multiply_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarra
     halfway = (bits & FLOAT32_DROPPED_BITS) == FLOAT32_HALFWAY_BITS
     suspect = np.flatnonzero(halfway | ((magnitude != 0) & (magnitude < FLOAT32_NORMAL_BITS)))
     if suspect.size:
-        exact_product = product.ravel()[suspect]
+        exact_product = np.broadcast_to(product, total.shape).ravel()[suspect]
         addend = np.broadcast_to(c, total.shape).ravel()[suspect].astype(np.float64)
         rounded = bits[suspect].view(np.float64)
         addend_part = rounded - exact_product
