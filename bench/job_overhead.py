@@ -56,7 +56,7 @@ def timed(statement: str) -> str:
     return (
         "import time, torch\n"
         "from rpsloc.backbones.build import build_backbone\n"
-        "from rpsloc.io import file_sha256\n"
+        "from rpsloc.hashing import file_sha256\n"
         "from rpsloc.datasets.records import read_manifest\n"
         "start = time.perf_counter()\n"
         f"{statement}\n"

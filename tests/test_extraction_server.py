@@ -3,6 +3,7 @@ that keeps torch imported and the last backbone built, and get the very file the
 would have written; a server never serves stale code or a folder that is gone, never outlives
 a job it is extracting for, and leaves when idle (docs/architecture.md)."""
 
+import ast
 import csv
 import fcntl
 import os
@@ -15,6 +16,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+from conftest import REPO, packages_imported_by
 
 from rpsloc import extraction_server
 from rpsloc.datasets.records import write_manifest
@@ -259,3 +261,11 @@ def test_a_job_that_finds_every_slot_taken_extracts_itself(tmp_path, images):
             stream.close()
     assert "every one of the 8 warm processes is in use" in open("a.log").read()
     assert os.path.exists("a.h5")
+
+
+def test_a_features_job_that_hands_its_shard_over_imports_no_torch_numpy_or_h5py():
+    """Its process only sends the job and waits for the answer: it pays for Python, Snakemake
+    and the standard library, not for the numerical stack the warm process already holds."""
+    script = ast.parse((REPO / "workflow" / "scripts" / "features.py").read_text())
+    modules = [node.module for node in script.body if isinstance(node, ast.ImportFrom)]
+    assert not packages_imported_by(", ".join(modules)) & {"torch", "numpy", "h5py"}

@@ -19,7 +19,8 @@ from rpsloc.datasets.records import write_manifest
 from rpsloc.errors import CheckpointError, InputError
 from rpsloc.features import extract_shard
 from rpsloc.figures.curves import plot_pretraining_loss
-from rpsloc.io import file_sha256, read_csv
+from rpsloc.hashing import file_sha256
+from rpsloc.io import read_csv
 from rpsloc.manifest import build_manifest
 from rpsloc.maps import write_maps
 from rpsloc.metrics import evaluate_split

@@ -30,7 +30,8 @@ from rpsloc.devices import (
     prefetch_factor,
     resolve_device,
 )
-from rpsloc.io import atomic_h5, file_sha256, write_strings
+from rpsloc.hashing import file_sha256
+from rpsloc.io import atomic_h5, write_strings
 from rpsloc.readers import (
     EVAL_ROLE,
     NORM_EPS,

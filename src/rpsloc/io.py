@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -235,18 +234,3 @@ def read_csv(path: str | Path) -> pd.DataFrame:
 def write_json_atomic(data: Mapping[str, Any], path: str | Path) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file, streamed, for provenance attributes of checkpoints and configs."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def config_hash(section: Mapping[str, Any]) -> str:
-    """A short, order-independent hash of a configuration section, written into outputs."""
-    text = json.dumps(section, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from rpsloc.datasets.records import ImageRecord, read_manifest
 from rpsloc.errors import RpslocError
-from rpsloc.io import atomic_path, file_sha256, read_attrs
+from rpsloc.hashing import file_sha256
+from rpsloc.io import atomic_path, read_attrs
 
 FINGERPRINTS = ("stat", "content")
 CHANGE_COLUMNS = ("image_id", "file", "recorded", "found")

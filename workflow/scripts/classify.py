@@ -1,7 +1,7 @@
 import torch
 
 from rpsloc.classify import predict_split
-from rpsloc.io import config_hash
+from rpsloc.hashing import config_hash
 from rpsloc.logging import to_log
 
 with to_log(snakemake.log[0]):

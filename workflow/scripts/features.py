@@ -1,5 +1,5 @@
 from rpsloc.extraction_server import ShardJob, run_features_job
-from rpsloc.io import config_hash
+from rpsloc.hashing import config_hash
 
 settings = snakemake.params.features
 geometry = snakemake.params.geometry

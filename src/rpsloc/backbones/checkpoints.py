@@ -45,7 +45,7 @@ from rpsloc.backbones.formats import (
     require_checkpoint_file,
 )
 from rpsloc.errors import CheckpointError, InputError
-from rpsloc.io import file_sha256
+from rpsloc.hashing import file_sha256
 
 __all__ = [
     "LoadReport",
