@@ -3,6 +3,7 @@ seeded random initialisation, provenance (METHOD.md section 4)."""
 
 from __future__ import annotations
 
+import platform
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from rpsloc.backbones import (
     Weights,
     architecture,
     effective_output_stride,
+    fusion,
     parse_weights,
+    resnet,
 )
 from rpsloc.backbones.build import build_backbone, for_inference
 from rpsloc.backbones.folding import fold_batch_norm
@@ -248,6 +251,64 @@ def test_a_model_with_its_batch_norms_folded_gives_the_published_features(arch, 
         published.fold_batch_norms()
         folded = published(images)
     assert (folded - expected).abs().max() <= FOLDING_TOLERANCE * expected.abs().max()
+
+
+def operators_run(model: torch.nn.Module, images: torch.Tensor) -> set[str]:
+    """The names of the operators an inference forward of `model` runs."""
+    with torch.inference_mode(), torch.profiler.profile() as profile:
+        model(images)
+    return {event.key for event in profile.key_averages()}
+
+
+@pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available() or platform.machine() not in fusion.CHECKED_MACHINES,
+    reason="oneDNN's fused convolutions are used on x86 CPUs with oneDNN only",
+)
+@pytest.mark.parametrize("arch", ["resnet_small", "resnet50"])
+def test_a_folded_resnet_on_the_cpu_runs_its_relus_and_shortcut_sums_inside_its_convolutions(
+    arch,
+):
+    model, _ = for_inference(build_backbone(random_config(arch), 32), arch, torch.device("cpu"))
+    operators = operators_run(model, torch.randn(1, 3, 64, 64))
+    assert "mkldnn::_convolution_pointwise" in operators
+    assert not operators & {"aten::relu", "aten::relu_", "aten::add", "aten::add_"}
+
+
+@pytest.mark.parametrize(
+    ("arch", "stride", "channels_last"),
+    [
+        ("resnet_small", 32, True),
+        ("resnet50", 32, True),
+        ("resnet50", 32, False),
+        ("ccam", 16, True),
+    ],
+)
+def test_the_fused_convolutions_give_the_features_of_the_unfused_modules(
+    monkeypatch, arch, stride, channels_last
+):
+    model, _ = for_inference(
+        build_backbone(random_config(arch), stride), arch, torch.device("cpu"), channels_last
+    )
+    images = torch.randn(2, 3, 80, 80, generator=torch.Generator().manual_seed(1))
+    if channels_last:
+        images = images.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fused = model(images)
+        monkeypatch.setattr(resnet, "fusable", lambda _: False)
+        unfused = model(images)
+    torch.testing.assert_close(fused, unfused, rtol=0, atol=FOLDING_TOLERANCE * unfused.abs().max())
+
+
+def test_only_an_fp32_cpu_forward_without_autograd_or_autocast_runs_fused():
+    images = torch.zeros(1, 3, 8, 8)
+    with torch.inference_mode():
+        assert fusion.fusable(images) == (
+            torch.backends.mkldnn.is_available() and platform.machine() in fusion.CHECKED_MACHINES
+        )
+        assert not fusion.fusable(images.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fusion.fusable(images)
+    assert not fusion.fusable(images)  # autograd records (a training forward)
 
 
 def test_a_folded_resnet_has_no_batch_norm_left():
