@@ -253,6 +253,10 @@ def test_a_model_with_its_batch_norms_folded_gives_the_published_features(arch, 
     assert (folded - expected).abs().max() <= FOLDING_TOLERANCE * expected.abs().max()
 
 
+#: Whether this machine runs a folded ResNet's fused convolutions (`fusion.fusable`).
+FUSION_HERE = torch.backends.mkldnn.is_available() and platform.machine() in fusion.CHECKED_MACHINES
+
+
 def operators_run(model: torch.nn.Module, images: torch.Tensor) -> set[str]:
     """The names of the operators an inference forward of `model` runs."""
     with torch.inference_mode(), torch.profiler.profile() as profile:
@@ -261,8 +265,7 @@ def operators_run(model: torch.nn.Module, images: torch.Tensor) -> set[str]:
 
 
 @pytest.mark.skipif(
-    not torch.backends.mkldnn.is_available() or platform.machine() not in fusion.CHECKED_MACHINES,
-    reason="oneDNN's fused convolutions are used on x86 CPUs with oneDNN only",
+    not FUSION_HERE, reason="oneDNN's fused convolutions are used on x86 CPUs with oneDNN only"
 )
 @pytest.mark.parametrize("arch", ["resnet_small", "resnet50"])
 def test_a_folded_resnet_on_the_cpu_runs_its_relus_and_shortcut_sums_inside_its_convolutions(
@@ -302,9 +305,7 @@ def test_the_fused_convolutions_give_the_features_of_the_unfused_modules(
 def test_only_an_fp32_cpu_forward_without_autograd_or_autocast_runs_fused():
     images = torch.zeros(1, 3, 8, 8)
     with torch.inference_mode():
-        assert fusion.fusable(images) == (
-            torch.backends.mkldnn.is_available() and platform.machine() in fusion.CHECKED_MACHINES
-        )
+        assert fusion.fusable(images) == FUSION_HERE
         assert not fusion.fusable(images.double())
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert not fusion.fusable(images)
