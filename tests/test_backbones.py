@@ -4,6 +4,7 @@ seeded random initialisation, provenance (METHOD.md section 4)."""
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -253,15 +254,15 @@ def test_a_model_with_its_batch_norms_folded_gives_the_published_features(arch, 
     assert (folded - expected).abs().max() <= FOLDING_TOLERANCE * expected.abs().max()
 
 
-#: Whether this machine runs a folded ResNet's fused convolutions (`fusion.fusable`).
-FUSION_HERE = torch.backends.mkldnn.is_available() and platform.machine() in fusion.CHECKED_MACHINES
-
-
-def operators_run(model: torch.nn.Module, images: torch.Tensor) -> set[str]:
-    """The names of the operators an inference forward of `model` runs."""
+def operator_counts(model: torch.nn.Module, images: torch.Tensor) -> Counter[str]:
+    """How many times an inference forward of `model` runs each operator."""
     with torch.inference_mode(), torch.profiler.profile() as profile:
         model(images)
-    return {event.key for event in profile.key_averages()}
+    return Counter({event.key: event.count for event in profile.key_averages()})
+
+
+#: Whether this machine runs a folded ResNet's fused convolutions (`fusion.fusable`).
+FUSION_HERE = torch.backends.mkldnn.is_available() and platform.machine() in fusion.CHECKED_MACHINES
 
 
 @pytest.mark.skipif(
@@ -272,9 +273,57 @@ def test_a_folded_resnet_on_the_cpu_runs_its_relus_and_shortcut_sums_inside_its_
     arch,
 ):
     model, _ = for_inference(build_backbone(random_config(arch), 32), arch, torch.device("cpu"))
-    operators = operators_run(model, torch.randn(1, 3, 64, 64))
-    assert "mkldnn::_convolution_pointwise" in operators
-    assert not operators & {"aten::relu", "aten::relu_", "aten::add", "aten::add_"}
+    operators = operator_counts(model, torch.randn(1, 3, 64, 64))
+    assert operators["mkldnn::_convolution_pointwise"] > 0
+    assert not set(operators) & {"aten::relu", "aten::relu_", "aten::add", "aten::add_"}
+
+
+def blocks(model: torch.nn.Module) -> int:
+    """The residual blocks of `model`, each with one shortcut sum."""
+    return sum(isinstance(m, (resnet.Bottleneck, resnet.BasicBlock)) for m in model.modules())
+
+
+@pytest.mark.skipif(
+    not (FUSION_HERE and fusion.in_place_sum_exact()),
+    reason="the shortcut sum is written in place on x86 CPUs with AVX2 or AVX-512 only",
+)
+@pytest.mark.parametrize("arch", ["resnet_small", "resnet50"])
+def test_a_folded_resnet_writes_every_shortcut_sum_over_a_tensor_of_its_own_forward(arch):
+    model, _ = for_inference(build_backbone(random_config(arch), 32), arch, torch.device("cpu"))
+    counts = operator_counts(model, torch.randn(1, 3, 64, 64))
+    assert counts["mkldnn::_convolution_pointwise_"] == blocks(model)
+
+
+@pytest.mark.skipif(
+    not FUSION_HERE, reason="oneDNN's fused convolutions are used on x86 CPUs with oneDNN only"
+)
+def test_on_a_cpu_without_avx2_the_shortcut_sum_goes_into_a_new_tensor(monkeypatch):
+    model, _ = for_inference(
+        build_backbone(random_config("resnet_small"), 32), "resnet_small", torch.device("cpu")
+    )
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    counts = operator_counts(model, torch.randn(1, 3, 64, 64))
+    assert counts["mkldnn::_convolution_pointwise_"] == 0
+
+
+@pytest.mark.parametrize("arch", ["resnet_small", "resnet50"])
+def test_a_fused_block_called_alone_leaves_its_input_as_it_was(arch):
+    model, _ = for_inference(build_backbone(random_config(arch), 32), arch, torch.device("cpu"))
+    block = next(block for block in model.layer1 if block.downsample is None)
+    images = torch.rand(1, block.conv1.in_channels, 16, 16).to(memory_format=torch.channels_last)
+    before = images.clone()
+    with torch.inference_mode():
+        block(images)
+    assert torch.equal(images, before)
+
+
+def test_ccams_layer3_features_are_not_overwritten_by_layer4():
+    model, _ = for_inference(build_backbone(random_config("ccam"), 16), "ccam", torch.device("cpu"))
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        layer3 = model.layer3(model.layer2(model.layer1(model.stem(images))))
+        features = model(images)
+    assert torch.equal(features[:, : layer3.shape[1]], layer3)
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,17 @@ import platform
 import torch
 from torch import nn
 
-__all__ = ["conv_add_relu", "conv_relu", "fusable"]
+__all__ = ["conv_add_relu", "conv_relu", "fusable", "in_place_sum_exact"]
 
 #: Processors whose oneDNN post-operations were checked against the unfused forward.
 CHECKED_MACHINES = ("x86_64", "AMD64")
+
+
+#: ATen's CPU capabilities under which oneDNN runs ResNet's convolutions with its brgemm
+#: kernels, whose shortcut sum written in place adds the bias first, as the sum into a new
+#: tensor does: the same bits. The older SSE4.1 kernels add the bias after the shortcut, one
+#: rounding apart (6.7e-6 in features of magnitude 4.5), so they sum into a new tensor.
+IN_PLACE_SUM_CAPABILITIES = ("AVX2", "AVX512")
 
 
 def fusable(x: torch.Tensor) -> bool:
@@ -42,8 +49,17 @@ def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._convolution_pointwise(x, *_geometry(conv), "relu", [], "")
 
 
-def conv_add_relu(conv: nn.Conv2d, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """`relu(conv(x) + residual)` in one pass."""
+def conv_add_relu(
+    conv: nn.Conv2d, x: torch.Tensor, residual: torch.Tensor, overwrite_residual: bool = False
+) -> torch.Tensor:
+    """`relu(conv(x) + residual)` in one pass. With `overwrite_residual` (the caller no longer
+    needs `residual`) the result is written over `residual`, which oneDNN then reads and writes
+    in place instead of streaming a third activation-sized buffer: the same bits, a ResNet-50
+    forward 3 % faster at 448 px and 4 % at 224 on two cores (bench/RESULTS.md)."""
+    if overwrite_residual and in_place_sum_exact():
+        return torch.ops.mkldnn._convolution_pointwise_.binary(
+            residual, x, *_geometry(conv), "add", 1.0, "relu", [], ""
+        )
     return torch.ops.mkldnn._convolution_pointwise.binary(
         x, residual, *_geometry(conv), "add", 1.0, "relu", [], ""
     )
@@ -58,3 +74,9 @@ def _geometry(conv: nn.Conv2d) -> tuple:
         list(conv.dilation),
         conv.groups,
     )
+
+
+def in_place_sum_exact() -> bool:
+    """Whether a shortcut sum written over its residual gives the bits of one into a new
+    tensor on this CPU (`IN_PLACE_SUM_CAPABILITIES`)."""
+    return torch.backends.cpu.get_cpu_capability().startswith(IN_PLACE_SUM_CAPABILITIES)
