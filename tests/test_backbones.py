@@ -317,6 +317,26 @@ def test_a_fused_block_called_alone_leaves_its_input_as_it_was(arch):
     assert torch.equal(images, before)
 
 
+@pytest.mark.parametrize("hooked", ["block output", "block input", "downsample output"])
+def test_a_tensor_a_hook_was_handed_is_not_overwritten_by_a_shortcut_sum(hooked):
+    model, _ = for_inference(build_backbone(random_config(), 32), "resnet50", torch.device("cpu"))
+    first, second = model.layer1[0], model.layer1[1]
+    seen = []
+    if hooked == "block output":
+        hook = first.register_forward_hook(lambda module, args, out: seen.append(out))
+    elif hooked == "block input":
+        hook = second.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    else:
+        hook = first.downsample.register_forward_hook(lambda m, args, out: seen.append(out))
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        model(images)
+        hook.remove()
+        stem = model.stem(images)
+        expected = first.downsample(stem) if hooked == "downsample output" else first(stem)
+    assert torch.equal(seen[0], expected)
+
+
 def test_ccams_layer3_features_are_not_overwritten_by_layer4():
     model, _ = for_inference(build_backbone(random_config("ccam"), 16), "ccam", torch.device("cpu"))
     images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))

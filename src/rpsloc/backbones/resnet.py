@@ -10,7 +10,9 @@ new tensor streams a third activation-sized buffer, which made a CPU forward of 
 slower for the same bits (bench/RESULTS.md). Once its BatchNorms are folded, a block run for
 inference on the CPU computes each ReLU and its shortcut sum inside the convolution before
 (`fusion`): the same bits, 5 % faster at 448 px. Within ResNet's own forward, where no one
-reads a block's input again, the shortcut sum is written over it (`run_layer`): 3 % more.
+reads a block's input again, the shortcut sum is written over it (`run_layer`): 2.5 % (448 px)
+to 4.5 % (224) more. A model with hooks, which may have been handed any activation, overwrites
+none (`fusion.hooked`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from rpsloc.backbones.folding import fold_batch_norm
-from rpsloc.backbones.fusion import conv_add_relu, conv_relu, fusable
+from rpsloc.backbones.fusion import conv_add_relu, conv_relu, fusable, hooked
 from rpsloc.errors import InputError
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "ccam_resnet50", "resnet50", "resnet_small"]
+
+
+def overwritable(
+    block: nn.Module, x: torch.Tensor, identity: torch.Tensor, overwrite_input: bool
+) -> bool:
+    """Whether a block's fused shortcut sum may be written over `identity`: over its input `x`
+    when the caller says so, over its downsample output unless a hook was handed that."""
+    return overwrite_input if identity is x else not hooked(block.downsample)
 
 
 class Bottleneck(nn.Module):
@@ -54,7 +64,9 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         if folded(self) and fusable(x):
             out = conv_relu(self.conv2, conv_relu(self.conv1, x))
-            return conv_add_relu(self.conv3, out, identity, overwrite_input or identity is not x)
+            return conv_add_relu(
+                self.conv3, out, identity, overwritable(self, x, identity, overwrite_input)
+            )
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -84,7 +96,9 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         if folded(self) and fusable(x):
             out = conv_relu(self.conv1, x)
-            return conv_add_relu(self.conv2, out, identity, overwrite_input or identity is not x)
+            return conv_add_relu(
+                self.conv2, out, identity, overwritable(self, x, identity, overwrite_input)
+            )
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         out += identity
@@ -178,19 +192,22 @@ class ResNet(nn.Module):
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        overwrite = not hooked(self)
         x3 = self.stem(x)
         for layer in (self.layer1, self.layer2, self.layer3):
-            x3 = self.run_layer(layer, x3)
-        x4 = self.run_layer(self.layer4, x3, keep_input=self.with_layer3)
+            x3 = self.run_layer(layer, x3, overwrite)
+        x4 = self.run_layer(self.layer4, x3, overwrite, keep_input=self.with_layer3)
         return torch.cat([x3, x4], dim=1) if self.with_layer3 else x4
 
     @staticmethod
-    def run_layer(layer: nn.Sequential, x: torch.Tensor, keep_input: bool = False) -> torch.Tensor:
-        """The blocks of `layer` in turn, each allowed to write its output over its input (a
-        tensor of this forward's own that nothing reads again; `fusion.conv_add_relu`), except
-        the first when the caller keeps `x` (CCAM's layer3)."""
+    def run_layer(
+        layer: nn.Sequential, x: torch.Tensor, overwrite: bool, keep_input: bool = False
+    ) -> torch.Tensor:
+        """The blocks of `layer` in turn, with `overwrite` each allowed to write its output over
+        its input (a tensor of this forward's own that nothing reads again;
+        `fusion.conv_add_relu`), except the first when the caller keeps `x` (CCAM's layer3)."""
         for index, block in enumerate(layer):
-            x = block(x, overwrite_input=index > 0 or not keep_input)
+            x = block(x, overwrite_input=overwrite and (index > 0 or not keep_input))
         return x
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
