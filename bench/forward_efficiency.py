@@ -5,19 +5,23 @@ For ResNet-50 at 224 (output stride 16) and 448 (stride 32, the fine-grained pro
 ViT-S/16 and VGG16 at 224: the floating-point operations of one forward (torch's
 FlopCounterMode), images/s of the bare forward on pre-loaded random batches (the fastest of
 PASSES passes) in the default (contiguous) and the channels-last memory format, each in a
-fresh process, and their GFLOP/s
-against a large fp32 matrix multiply on the same threads. The channels-last speed-up per
+fresh process, and their GFLOP/s against a large fp32 matrix multiply on the same threads,
+timed just before each forward it is compared with: the median of `--rounds` such pairs, as a
+VM's speed drifts by several percent over the minutes between the first and the last
+architecture (bench/RESULTS.md). The channels-last speed-up per
 architecture is what `Architecture.channels_last_on_cpu` was set from (goal: forward / matmul
 >= 0.9 for ResNet-50 in the format the features stage uses). Every forward runs as the stage
 runs it, BatchNorms folded into their convolutions (`backbones.folding`); ResNet-50 is also
 timed as published, unfolded, for what folding gains.
 
     .venv/bin/python bench/forward_efficiency.py [--images 32] [--batch-size 16] [--threads 2]
+        [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
@@ -110,6 +114,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="multiply-then-forward pairs, the median kept"
+    )
     parser.add_argument("--json", type=Path, help="write the table rows for run_all.py here")
     parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -118,27 +125,34 @@ def main() -> None:
         measure(arguments)
         return
     print(f"machine: {machine()}")
-    peak = matmul_gflops()
-    print(f"fp32 matmul 4096 x 4096: {peak:.1f} GFLOP/s")
     rows = []
     for arch, size, stride in MODELS:
         config = {"arch": arch, "weights": "random", "seed": 0}
         count, batch = arguments.images, arguments.batch_size
         flops = sum(forward_flops(config, stride, b) for b in random_batches(count, batch, size))
-        speed = {
-            channels_last: images_per_second(arch, size, stride, channels_last, arguments)
-            for channels_last in (False, True)
-        }
         used = architecture(arch).channels_last_on_cpu
-        gflops = flops / count * speed[used] / 1e9
+        pairs = [
+            (matmul_gflops(), images_per_second(arch, size, stride, used, arguments))
+            for _ in range(arguments.rounds)
+        ]
+        ratios = [flops / count * forward / 1e9 / peak for peak, forward in pairs]
+        speed = {
+            used: statistics.median(forward for _, forward in pairs),
+            not used: images_per_second(arch, size, stride, not used, arguments),
+        }
+        ratio = statistics.median(ratios)
         name = f"{arch} at {size}"
         print(
             f"{name} (stride {stride}, batch {batch}, {arguments.threads} threads): "
             f"{flops / count / 1e9:.2f} GFLOP per image; default format "
             f"{speed[False]:.2f} images/s, channels-last {speed[True]:.2f} images/s "
             f"(x{speed[True] / speed[False]:.2f}); the stage uses "
-            f"{'channels-last' if used else 'the default'}: {gflops:.1f} GFLOP/s, "
-            f"{gflops / peak:.3f} of the matmul"
+            f"{'channels-last' if used else 'the default'}: "
+            + ", ".join(
+                f"{share:.3f} of the matmul ({peak:.1f} GFLOP/s) at {forward:.2f} images/s"
+                for share, (peak, forward) in zip(ratios, pairs, strict=True)
+            )
+            + f"; median {ratio:.3f}"
         )
         rows.append(
             result_row(
@@ -166,10 +180,10 @@ def main() -> None:
         rows.append(
             result_row(
                 "2. forward",
-                f"{name}: forward / fp32 matmul GFLOP/s",
-                gflops / peak,
+                f"{name}: forward / fp32 matmul GFLOP/s, median of {arguments.rounds} pairs",
+                ratio,
                 ">= 0.9" if arch == "resnet50" else "",
-                gflops / peak >= 0.9 if arch == "resnet50" else None,
+                ratio >= 0.9 if arch == "resnet50" else None,
             )
         )
     write_json(arguments.json, rows)

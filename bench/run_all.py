@@ -71,7 +71,9 @@ def commands(arguments: argparse.Namespace, folder: Path) -> dict[str, list[str]
             arguments.authors_python,
             *fidelity_set,
         ],
-        "forward_efficiency": ["--images", "4", "--batch-size", "4"] if quick else [],
+        "forward_efficiency": ["--images", "4", "--batch-size", "4", "--rounds", "1"]
+        if quick
+        else [],
         "numerics_agreement": ["--images", "2", "--train-images", "2"] if quick else [],
         "extraction_throughput": ["--images", "4", "--shards", "2", "--batch-size", "2"]
         if quick
